@@ -1,0 +1,93 @@
+"""The Generator contract: latents in, images or volumes in [-1, 1] out.
+
+A generator maps ``z [N, z_dim]`` through ``mapping`` to W+ latents ``ws [N, num_ws, w_dim]`` and ``ws`` through
+``synthesis`` to ``x [N, img_channels, *img_shape]`` with values nominally in [-1, 1]. ``spatial_dims`` is 2 for
+images ``[N, C, H, W]`` and 3 for volumes ``[N, C, D, H, W]``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+NoiseMode = Literal["const", "random", "none"]
+
+
+class Generator(nn.Module):
+    """Base class of every generator. Subclasses set the attributes below and implement the two maps.
+
+    Attributes:
+        z_dim: size of the input latent ``z``.
+        w_dim: size of one intermediate latent ``w``.
+        num_ws: number of ``w`` vectors synthesis consumes (the rows of W+).
+        img_channels: channels of the output.
+        img_shape: spatial size of the output, ``(H, W)`` or ``(D, H, W)``.
+        spatial_dims: 2 or 3.
+    """
+
+    z_dim: int
+    w_dim: int
+    num_ws: int
+    img_channels: int
+    img_shape: tuple[int, ...]
+    noise_modes: ClassVar[tuple[str, ...]] = ("const", "random", "none")
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.img_shape)
+
+    @property
+    def img_resolution(self) -> int:
+        """The largest spatial size (the square side of a 2D StyleGAN2 image)."""
+        return max(self.img_shape)
+
+    def mapping(
+        self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
+        """``z [N, z_dim]`` -> ``ws [N, num_ws, w_dim]``; truncation moves ws towards ``w_avg`` by ``psi``."""
+        raise NotImplementedError
+
+    def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        """``ws [N, num_ws, w_dim]`` -> ``x [N, img_channels, *img_shape]`` in [-1, 1]."""
+        raise NotImplementedError
+
+    def w_stats(self, n: int = 10000, seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean of ``w`` ``[w_dim]`` and BRGM's scalar std (RMS distance of samples from the mean), from ``n``
+        mapping samples of ``z ~ N(0, I)``. Subclasses may cache the result."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        return self.synthesis(self.mapping(z, truncation_psi=truncation_psi), noise_mode=noise_mode)
+
+    def describe(self) -> dict[str, object]:
+        """The contract's attributes, for configuration files and ``brgm plugins``."""
+        return {
+            "z_dim": self.z_dim,
+            "w_dim": self.w_dim,
+            "num_ws": self.num_ws,
+            "img_channels": self.img_channels,
+            "img_shape": list(self.img_shape),
+            "spatial_dims": self.spatial_dims,
+        }
+
+
+class GeneratorSource:
+    """A registered way to obtain a generator: a preset with published weights, a checkpoint file, a random
+    initialisation. Subclasses are attrs classes (their fields are the user's parameters, e.g. ``weights``)
+    with a ClassVar ``name`` and a one-line docstring."""
+
+    name: ClassVar[str] = ""
+
+    def load(self) -> Generator:
+        """Build the generator on the CPU, in eval mode, with gradients off for its parameters."""
+        raise NotImplementedError

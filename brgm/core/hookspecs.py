@@ -1,0 +1,54 @@
+"""The hooks a brgm plugin implements. Each returns a list of component classes (or presets).
+
+A plugin is a module or object with functions decorated by :data:`brgm.hookimpl`::
+
+    from brgm import hookimpl
+
+    @hookimpl
+    def register_forward_models():
+        return [MyOperator]
+
+Built-in components are registered through these same hooks (see ``brgm.core.plugins.DEFAULT_PLUGINS``);
+third-party packages expose their plugin module in the entry-point group ``brgm``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from brgm.core.generator import GeneratorSource
+    from brgm.core.operators import ForwardModel
+    from brgm.core.presets import Preset
+    from brgm.core.terms import Likelihood, Prior
+
+hookspec = pluggy.HookspecMarker("brgm")
+hookimpl = pluggy.HookimplMarker("brgm")
+
+
+@hookspec
+def register_generators() -> list[type[GeneratorSource]]:
+    """Generator sources: attrs subclasses of :class:`~brgm.core.generator.GeneratorSource` whose ``load()``
+    returns a :class:`~brgm.core.generator.Generator` (a preset with published weights, a file reader, ...)."""
+
+
+@hookspec
+def register_forward_models() -> list[type[ForwardModel]]:
+    """Forward models: attrs subclasses of :class:`~brgm.core.operators.ForwardModel` (or its linear refinement)."""
+
+
+@hookspec
+def register_likelihoods() -> list[type[Likelihood]]:
+    """Data terms: attrs subclasses of :class:`~brgm.core.terms.Likelihood`."""
+
+
+@hookspec
+def register_priors() -> list[type[Prior]]:
+    """Latent priors: attrs subclasses of :class:`~brgm.core.terms.Prior`."""
+
+
+@hookspec
+def register_presets() -> list[Preset]:
+    """Named configurations (:class:`~brgm.core.presets.Preset`): component selections and parameter values."""

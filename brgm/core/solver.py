@@ -1,0 +1,181 @@
+"""MAP reconstruction: Adam over W+ latents under a learning-rate schedule.
+
+The schedule ``"brgm"`` is BRGM-TF's (and NVIDIA's projector's): a linear ramp-up over the first ``rampup``
+fraction of the steps and a cosine ramp-down over the last ``rampdown`` fraction,
+
+    lr(t) = lr · min(1, t / rampup) · (0.5 − 0.5·cos(π · min(1, (1 − t) / rampdown))),   t = step / steps,
+
+and ``"constant"`` is BRGM-PyTorch's. Latents start at the mean of ``w`` (from ``G.w_stats``) tiled over the
+``num_ws`` layers, optionally plus BRGM-TF's single scalar jitter ``N(0, (init_jitter·σ)²)`` per image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import attrs
+import torch
+
+from brgm.core.errors import NonFiniteEnergyError
+from brgm.core.params import interval, one_of, to_tuple
+from brgm.core.problem import Problem
+from brgm.core.terms import Latents
+
+#: called after each step with (step, steps, energies of the step as floats summed over the batch)
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+def _betas(value: object) -> tuple[float, float]:
+    betas = to_tuple(float)(value)
+    if len(betas) != 2:
+        raise ValueError(f"betas must be two numbers, got {value!r}")
+    return betas  # type: ignore[return-value]
+
+
+@attrs.define(kw_only=True)
+class SolverConfig:
+    """Settings of the MAP solver (``solver.KEY=VALUE`` on the command line)."""
+
+    steps: int = attrs.field(default=500, converter=int, validator=interval(1, 1_000_000))
+    lr: float = attrs.field(default=0.1, converter=float, validator=interval(0, open_lo=True))
+    schedule: str = attrs.field(default="brgm", validator=one_of(("brgm", "constant")))
+    rampup: float = attrs.field(default=0.05, converter=float, validator=interval(0, 1, open_hi=True))
+    rampdown: float = attrs.field(default=0.25, converter=float, validator=interval(0, 1))
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=_betas, validator=interval(0, 1, open_hi=True))
+    eps: float = attrs.field(default=1e-8, converter=float, validator=interval(0, open_lo=True))
+    init_jitter: float = attrs.field(default=0.0, converter=float, validator=interval(0))
+    batch_size: int = attrs.field(default=8, converter=int, validator=interval(1, 4096))
+
+
+def learning_rate(step: int, config: SolverConfig) -> float:
+    """The learning rate of ``step`` (0-based) under ``config.schedule``."""
+    if config.schedule == "constant":
+        return config.lr
+    t = step / config.steps
+    ramp = 1.0
+    if config.rampdown > 0:
+        ramp = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / config.rampdown))
+    if config.rampup > 0:
+        ramp *= min(1.0, t / config.rampup)
+    return config.lr * ramp
+
+
+@attrs.define(kw_only=True, eq=False)
+class Result:
+    """What a reconstruction returns (tensors on the CPU, detached).
+
+    Attributes:
+        image: the reconstruction ``G(w*)`` as intensities ``[N, C, *spatial]`` in [0, 1] (clamped).
+        ws: the optimised W+ latents ``[N, num_ws, w_dim]``.
+        baseline: the forward model's naive inverse of the measurement, ``[N, C, *spatial]``.
+        history: per-step energies ``[steps, N]`` by term name, with ``"total"`` and ``"lr"`` (``[steps]``).
+    """
+
+    image: torch.Tensor
+    ws: torch.Tensor
+    baseline: torch.Tensor
+    history: dict[str, torch.Tensor]
+
+
+class Solver:
+    """Minimises a problem's energy for a batch of measurements."""
+
+    def solve(
+        self, problem: Problem, y: torch.Tensor, *, seed: int = 0, progress: Progress | None = None
+    ) -> Result:
+        raise NotImplementedError
+
+
+@attrs.define
+class MAPSolver(Solver):
+    """Maximum a posteriori: Adam over W+ for a fixed number of steps."""
+
+    config: SolverConfig = attrs.field(factory=SolverConfig)
+
+    def initial_latents(self, problem: Problem, n: int, generator: torch.Generator) -> torch.Tensor:
+        G = problem.generator
+        mean, std = G.w_stats()
+        ws = mean.to(problem.device, torch.float32).reshape(1, 1, -1).repeat(n, G.num_ws, 1)
+        if self.config.init_jitter > 0:
+            jitter = torch.randn(n, 1, 1, generator=generator) * (self.config.init_jitter * float(std))
+            ws = ws + jitter.to(ws.device)
+        return ws
+
+    def solve(
+        self, problem: Problem, y: torch.Tensor, *, seed: int = 0, progress: Progress | None = None
+    ) -> Result:
+        cfg = self.config
+        y = problem.check_measurement(y).to(problem.device)
+        generator = torch.Generator().manual_seed(seed)
+        images, latents, histories = [], [], []
+        for start in range(0, y.shape[0], cfg.batch_size):
+            chunk = y[start : start + cfg.batch_size]
+            ws0 = self.initial_latents(problem, chunk.shape[0], generator)
+            image, ws, history = self._solve_chunk(problem, chunk, ws0, progress)
+            images.append(image)
+            latents.append(ws)
+            histories.append(history)
+        history = {k: torch.cat([h[k] for h in histories], dim=1) for k in histories[0] if k != "lr"}
+        history["lr"] = histories[0]["lr"]
+        with torch.no_grad():
+            baseline = problem.baseline(y).float().cpu()
+        return Result(image=torch.cat(images), ws=torch.cat(latents), baseline=baseline, history=history)
+
+    def _solve_chunk(
+        self, problem: Problem, y: torch.Tensor, ws0: torch.Tensor, progress: Progress | None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.config
+        ws = ws0.clone().requires_grad_(True)
+        latents = Latents(ws=ws)
+        optimizer = torch.optim.Adam([ws], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        names = [*problem.term_names(), "total"]
+        record = torch.empty(len(names), cfg.steps, y.shape[0], dtype=torch.float64)
+        lrs = torch.empty(cfg.steps, dtype=torch.float64)
+        for step in range(cfg.steps):
+            lr = learning_rate(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            _, terms = problem.energies(latents, y)
+            total = torch.stack(list(terms.values())).sum(dim=0)
+            energies = torch.stack([*terms.values(), total]).detach().double().cpu()
+            if not torch.isfinite(energies).all():
+                bad = [n for n, e in zip(names, energies, strict=True) if not torch.isfinite(e).all()]
+                raise NonFiniteEnergyError(
+                    f"the energy became non-finite at step {step} of {cfg.steps} (terms: {', '.join(bad)}); "
+                    f"try a smaller solver.lr (now {cfg.lr}) or smaller term weights"
+                )
+            record[:, step] = energies
+            lrs[step] = lr
+            optimizer.zero_grad(set_to_none=True)
+            total.sum().backward()
+            optimizer.step()
+            if progress is not None:
+                progress(step + 1, cfg.steps, {n: float(e.sum()) for n, e in zip(names, energies, strict=True)})
+        with torch.no_grad():
+            image = problem.image(Latents(ws=ws)).clamp(0, 1).float().cpu()
+        history = {name: record[i] for i, name in enumerate(names)}
+        history["lr"] = lrs
+        return image, ws.detach().cpu(), history
+
+
+def reconstruct(
+    problem: Problem,
+    y: torch.Tensor,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    **solver_options: object,
+) -> Result:
+    """Reconstruct ``y`` (``[N, *measurement]`` or one measurement without the batch axis) by MAP.
+
+    ``steps`` and ``solver_options`` (any :class:`SolverConfig` field) override the problem's solver settings.
+    The same ``seed`` gives the same result.
+    """
+    base = problem.solver if isinstance(problem.solver, SolverConfig) else SolverConfig()
+    changes = dict(solver_options)
+    if steps is not None:
+        changes["steps"] = steps
+    config = attrs.evolve(base, **changes)
+    return MAPSolver(config).solve(problem, y, seed=seed, progress=progress)

@@ -1,0 +1,61 @@
+"""Energy terms of a reconstruction problem: likelihoods (data terms) and priors (on the latents).
+
+Every term returns a per-sample energy ``[N]`` so that a batch of measurements is a batch of independent
+problems. Terms are attrs classes; ``weight`` (λ for likelihoods, μ for priors) multiplies the energy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import attrs
+import torch
+
+from brgm.core.params import interval
+
+if TYPE_CHECKING:
+    from brgm.core.generator import Generator
+    from brgm.core.operators import ForwardModel
+
+
+@attrs.define(kw_only=True, eq=False)
+class Latents:
+    """The variables a solver optimises.
+
+    Attributes:
+        ws: W+ latents ``[N, num_ws, w_dim]``.
+        noises: optional per-sample noise inputs of the generator (optimised with ``noise_reg``), or None.
+    """
+
+    ws: torch.Tensor
+    noises: list[torch.Tensor] | None = None
+
+
+@attrs.define(kw_only=True, eq=False)
+class Term:
+    """Shared by likelihoods and priors: a name, a one-line description (the docstring) and a weight."""
+
+    name: ClassVar[str] = ""
+    weight: float = attrs.field(default=1.0, converter=float, validator=interval(0.0))
+
+    def bind(self, generator: Generator, forward_model: ForwardModel) -> None:
+        """Called once when a problem is composed: precompute what the term needs (latent statistics,
+        networks) and reject incompatible pieces with a clear error. The default does nothing."""
+
+
+@attrs.define(kw_only=True, eq=False)
+class Likelihood(Term):
+    """A data term ``L(f(G(w)), y)`` comparing the predicted measurement with the observed one."""
+
+    def energy(self, pred: torch.Tensor, target: torch.Tensor, forward_model: ForwardModel) -> torch.Tensor:
+        """``pred``, ``target``: measurements shaped like ``forward_model``'s output -> unweighted energy ``[N]``."""
+        raise NotImplementedError
+
+
+@attrs.define(kw_only=True, eq=False)
+class Prior(Term):
+    """An energy ``E(w)`` on the latents."""
+
+    def energy(self, latents: Latents) -> torch.Tensor:
+        """Latents of a batch of N -> unweighted energy ``[N]``."""
+        raise NotImplementedError
