@@ -1,0 +1,140 @@
+"""Run-time composition: registry names (or ready objects) in, a :class:`~brgm.core.problem.Problem` out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from brgm.core.config import (
+    GROUPS,
+    Resolved,
+    Selection,
+    build,
+    build_forward_model,
+    describe_component,
+    instantiate,
+    is_path,
+    resolve,
+)
+from brgm.core.errors import ConfigError, ShapeError
+from brgm.core.generator import Generator
+from brgm.core.operators import ForwardModel, chain
+from brgm.core.plugins import registry
+from brgm.core.problem import Problem
+from brgm.core.solver import SolverConfig
+
+
+def forward_model(name: str, **params: Any) -> ForwardModel:
+    """A forward model by registry name (``"a+b"`` chains; then set parameters as ``a__key=value``)::
+
+    f = brgm.forward_model("kspace", acceleration=4, center_fraction=0.08, mask="random", seed=0)
+    """
+    if "+" in name:
+        return build_forward_model(
+            {"fwd": name, **{f"fwd.{k.replace('__', '.')}": v for k, v in params.items()}}
+        )
+    return build(registry().get("forward_model", name).obj, params, f"fwd.{name}")
+
+
+def load_generator(name_or_path: str, **params: Any) -> Generator:
+    """A generator by registry name (``"stylegan2-xray"``, optionally ``weights=PATH``) or checkpoint path."""
+    reg = registry()
+    if not is_path(name_or_path, reg):
+        reg.get("generator", name_or_path)  # unknown names fail here, with a did-you-mean
+    return instantiate(Selection(name_or_path, values=dict(params)), "gen", reg).load()
+
+
+def _load(resolved: Resolved) -> Generator:
+    (sel,) = resolved.groups["gen"]
+    if isinstance(sel.instance, Generator):
+        return sel.instance
+    return instantiate(sel, "gen", registry()).load()
+
+
+def resolve_settings(settings: Mapping[str, Any]) -> Resolved:
+    """Resolve ``key=value`` settings against the current registry (see :mod:`brgm.core.config`)."""
+    return resolve(settings, registry())
+
+
+def resolved_config(resolved: Resolved) -> dict[str, Any]:
+    """The full configuration (every parameter, defaults included) without loading any weights."""
+    reg = registry()
+    out: dict[str, Any] = {"preset": resolved.preset}
+    for group in GROUPS:
+        items = [describe_component(instantiate(sel, group, reg), sel.name) for sel in resolved.groups[group]]
+        out[group] = items[0] if group == "gen" else items
+    out["solver"] = attrs.asdict(build(SolverConfig, resolved.solver, "solver"))
+    if resolved.preset:
+        out["preset_notes"] = reg.get("preset", resolved.preset).obj.notes
+    return out
+
+
+def compose(
+    gen: str | Generator,
+    fwd: str | ForwardModel | Sequence[str | ForwardModel],
+    priors: Sequence[Any] | None = None,
+    likelihoods: Sequence[Any] | None = None,
+    *,
+    preset: str | None = None,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> Problem:
+    """Build a reconstruction problem from registry names, paths or ready objects.
+
+    Args:
+        gen: generator name (``"stylegan2-xray"``), checkpoint path, or a :class:`Generator`.
+        fwd: forward model name, ``"a+b"`` chain (``y = b(a(x))``), list of names, or ready operators.
+        priors: prior names or instances; ``None`` keeps the default (``gaussian``, ``colinear``); ``[]`` none.
+        likelihoods: likelihood names or instances; ``None`` keeps the default (``pixel``).
+        preset: a registered preset (``"brgm-tf"``) applied before everything else.
+        device: where the generator runs (default: CUDA when available, else CPU).
+        overrides: field values in CLI spelling, as ``**{"fwd.acceleration": 8}`` or ``fwd__acceleration=8``.
+
+    Every name, key and value is checked, and the forward model is checked against the generator's output
+    shape, before any heavy computation; errors are :class:`~brgm.core.errors.ConfigError` /
+    :class:`~brgm.core.errors.ShapeError`.
+    """
+    settings: dict[str, Any] = {"gen": gen, "fwd": fwd, **overrides}
+    if preset is not None:
+        settings["preset"] = preset
+    if priors is not None:
+        settings["prior"] = list(priors) if priors else "none"
+    if likelihoods is not None:
+        settings["like"] = list(likelihoods) if likelihoods else "none"
+    return compose_resolved(resolve_settings(settings), device=device)
+
+
+def compose_resolved(resolved: Resolved, *, device: str | torch.device | None = None) -> Problem:
+    """Build the problem of an already resolved configuration (the CLI resolves first for ``--dry-run``)."""
+    reg = registry()
+    config = resolved_config(resolved)
+    fwd = chain([instantiate(sel, "fwd", reg) for sel in resolved.groups["fwd"]])
+    likes = [instantiate(sel, "like", reg) for sel in resolved.groups["like"]]
+    priors = [instantiate(sel, "prior", reg) for sel in resolved.groups["prior"]]
+    if not likes:
+        raise ConfigError("no likelihood selected: a reconstruction needs a data term (e.g. like=pixel)")
+    solver = build(SolverConfig, resolved.solver, "solver")
+    generator = _load(resolved)
+    image_shape = (1, generator.img_channels, *generator.img_shape)
+    try:
+        fwd.output_shape(image_shape)
+    except ShapeError as err:
+        raise ShapeError(
+            f"gen={resolved.groups['gen'][0].name} and fwd={fwd.name} do not compose: {err}"
+        ) from err
+    dev = torch.device(device) if device is not None else default_device()
+    generator = generator.to(dev).eval().requires_grad_(False)
+    for term in [*likes, *priors]:
+        term.bind(generator, fwd)
+    config["gen"]["model"] = generator.describe()
+    config["device"] = str(dev)
+    return Problem(
+        generator=generator, forward_model=fwd, likelihoods=likes, priors=priors, solver=solver, config=config
+    )
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

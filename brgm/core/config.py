@@ -1,0 +1,365 @@
+"""Resolving a run's configuration from ``key=value`` settings.
+
+Grammar (the CLI's trailing arguments, and ``brgm.compose``'s keyword arguments):
+
+- group selections: ``gen=NAME|PATH``, ``fwd=a+b`` (``y = b(a(x))``), ``like=a+b``, ``prior=a+b`` (or ``none``),
+  ``preset=NAME``;
+- field values: ``gen.KEY=V``, ``solver.KEY=V``, and for the multi-component groups ``fwd.KEY=V`` (the one
+  selected component that has ``KEY``) or ``fwd.NAME.KEY=V`` (that component).
+
+Group selections apply before field values whatever their order, the last value of a key wins, and values are
+converted with the target attrs field's type and validated by its validators. Every error is a
+:class:`~brgm.core.errors.ConfigError` naming what was wrong and what is accepted (the CLI exits with status 2).
+Precedence, lowest first: defaults, the preset's selections and values, the user's selections and values.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from brgm.core.errors import BrgmError, ConfigError
+from brgm.core.operators import ForwardModel, chain
+from brgm.core.registry import Registry, did_you_mean
+from brgm.core.solver import SolverConfig
+
+#: group -> registry kind
+GROUPS = {"gen": "generator", "fwd": "forward_model", "like": "likelihood", "prior": "prior"}
+MULTI = ("fwd", "like", "prior")
+DEFAULT_SELECTIONS = {"like": "pixel", "prior": "gaussian+colinear"}
+NONE_WORDS = ("none", "null", "")
+
+
+def parse_tokens(tokens: Iterable[str]) -> dict[str, str]:
+    """``["fwd=kspace", "fwd.acceleration=8"]`` -> ``{"fwd": "kspace", "fwd.acceleration": "8"}`` (last wins)."""
+    settings: dict[str, str] = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(
+                f"expected KEY=VALUE, got {token!r} (for example fwd=kspace or fwd.acceleration=8)"
+            )
+        settings[key] = value.strip()
+    return settings
+
+
+def normalise_keys(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept Python-friendly spellings: ``fwd__factor`` for ``fwd.factor``, ``priors``/``likelihoods`` lists."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        key = {"priors": "prior", "likelihoods": "like", "generator": "gen", "forward_model": "fwd"}.get(
+            key, key
+        )
+        key = key.replace("__", ".")
+        if key in MULTI and isinstance(value, (list, tuple)):
+            value = value if any(not isinstance(v, str) for v in value) else "+".join(value)
+        out[key] = value
+    return out
+
+
+@attrs.define
+class Selection:
+    """One selected component: its registry name (or a ready instance) and the user's raw values."""
+
+    name: str
+    values: dict[str, Any] = attrs.field(factory=dict)
+    instance: Any = None
+
+
+@attrs.define
+class Resolved:
+    """Selections of every group plus solver values, before the components are built."""
+
+    preset: str | None
+    groups: dict[str, list[Selection]]
+    solver: dict[str, Any]
+
+
+def _split(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return (
+            [] if value.strip().lower() in NONE_WORDS else [v.strip() for v in value.split("+") if v.strip()]
+        )
+    if isinstance(value, (list, tuple)):
+        return (
+            [v for item in value for v in _split(item)]
+            if all(isinstance(v, str) for v in value)
+            else list(value)
+        )
+    return [value]  # a ready component instance
+
+
+def _selection(item: Any) -> Selection:
+    if isinstance(item, str):
+        return Selection(item)
+    name = getattr(item, "name", "") or type(item).__name__
+    return Selection(str(name), instance=item)
+
+
+def resolve(settings: Mapping[str, Any], registry: Registry) -> Resolved:
+    """Apply the precedence rules to ``settings`` (see the module docstring)."""
+    settings = normalise_keys(settings)
+    preset = None
+    if settings.get("preset") not in (None, "", "none"):
+        preset = registry.get("preset", str(settings["preset"])).obj
+    selections: dict[str, Any] = dict(DEFAULT_SELECTIONS)
+    values: dict[str, Any] = {}
+    if preset is not None:
+        selections.update(preset.select)
+        values.update(preset.values)
+    for key, value in settings.items():
+        if key == "preset":
+            continue
+        if key in GROUPS:
+            selections[key] = value
+        elif key.split(".")[0] in (*GROUPS, "solver") and "." in key:
+            values[key] = value
+        else:
+            groups = [*GROUPS, "solver", "preset"]
+            raise ConfigError(
+                f"unknown key {key!r}{did_you_mean(key.split('.')[0], groups)}; keys start with one of: "
+                f"{', '.join(groups)} (e.g. fwd=kspace, fwd.acceleration=8, solver.steps=200)"
+            )
+    groups = {g: [_selection(item) for item in _split(selections.get(g))] for g in GROUPS}
+    if len(groups["gen"]) > 1:
+        raise ConfigError(f"select one generator, got gen={selections['gen']!r}")
+    if not groups["gen"]:
+        raise ConfigError(
+            "no generator selected: add gen=NAME (see `brgm plugins`) or gen=PATH to a checkpoint"
+        )
+    if not groups["fwd"]:
+        raise ConfigError("no forward model selected: add fwd=NAME or fwd=a+b (see `brgm plugins`)")
+    for group, selected in groups.items():
+        for sel in selected:
+            if sel.instance is None and not (group == "gen" and is_path(sel.name, registry)):
+                registry.get(GROUPS[group], sel.name)  # unknown names fail here, with a did-you-mean
+    solver: dict[str, Any] = {}
+    user_keys = {k for k in settings if "." in k}
+    for key, value in values.items():
+        _assign(key, value, groups, solver, registry, strict=key in user_keys)
+    return Resolved(preset.name if preset else None, groups, solver)
+
+
+def is_path(name: str, registry: Registry) -> bool:
+    return ("generator", name) not in registry and (
+        Path(name).suffix != "" or "/" in name or Path(name).exists()
+    )
+
+
+def _assign(
+    key: str,
+    value: Any,
+    groups: dict[str, list[Selection]],
+    solver: dict[str, Any],
+    registry: Registry,
+    strict: bool,
+) -> None:
+    group, _, rest = key.partition(".")
+    if group == "solver":
+        _check_field(SolverConfig, "solver", rest)
+        solver[rest] = value
+        return
+    selected = groups[group]
+    parts = rest.split(".")
+    if len(parts) == 2:
+        matches = [s for s in selected if s.name == parts[0]]
+        if not matches:
+            if strict:
+                names = [s.name for s in selected]
+                raise ConfigError(
+                    f"{key}: {parts[0]!r} is not a selected {group} component{did_you_mean(parts[0], names)}; "
+                    f"selected: {', '.join(names) or 'none'}"
+                )
+            return  # a preset's value for a component the user deselected
+        targets, field = matches, parts[1]
+    elif len(parts) == 1 and parts[0]:
+        field = parts[0]
+        targets = [s for s in selected if field in _field_names(s, registry, group)]
+        if not targets:
+            if not strict:
+                return
+            valid = sorted({f for s in selected for f in _field_names(s, registry, group)})
+            names = "+".join(s.name for s in selected)
+            raise ConfigError(
+                f"{key}: {group}={names} has no parameter {field!r}{did_you_mean(field, valid)}; "
+                f"valid keys: {', '.join(f'{group}.{v}' for v in valid) or 'none'}"
+            )
+        if len(targets) > 1:
+            raise ConfigError(
+                f"{key} is ambiguous: {', '.join(s.name for s in targets)} all have {field!r}; "
+                f"write {group}.NAME.{field}, e.g. {group}.{targets[0].name}.{field}"
+            )
+    else:
+        raise ConfigError(f"malformed key {key!r}: use {group}.KEY=VALUE or {group}.NAME.KEY=VALUE")
+    for target in targets:
+        valid = _field_names(target, registry, group)
+        if field not in valid:
+            raise ConfigError(
+                f"{key}: {target.name!r} has no parameter {field!r}{did_you_mean(field, valid)}; "
+                f"valid keys: {', '.join(f'{group}.{v}' for v in sorted(valid)) or 'none'}"
+            )
+        target.values[field] = value
+
+
+def _component_class(sel: Selection, registry: Registry, group: str) -> type:
+    if sel.instance is not None:
+        return type(sel.instance)
+    if group == "gen" and is_path(sel.name, registry):
+        return registry.get("generator", "file").obj
+    return registry.get(GROUPS[group], sel.name).obj
+
+
+def _field_names(sel: Selection, registry: Registry, group: str) -> list[str]:
+    cls = _component_class(sel, registry, group)
+    if sel.instance is not None or not attrs.has(cls):
+        return []
+    return [f.name for f in attrs.fields(cls) if f.init and not f.name.startswith("_")]
+
+
+def _check_field(cls: type, group: str, field: str) -> None:
+    names = [f.name for f in attrs.fields(cls) if f.init]
+    if field not in names:
+        raise ConfigError(
+            f"{group}.{field}: no such parameter{did_you_mean(field, names)}; "
+            f"valid keys: {', '.join(f'{group}.{n}' for n in names)}"
+        )
+
+
+def build(cls: type, values: Mapping[str, Any], label: str) -> Any:
+    """Instantiate attrs class ``cls`` from ``values`` (strings converted by field type), as ConfigErrors."""
+    with contextlib.suppress(NameError):  # unknown annotations: values pass through unconverted
+        attrs.resolve_types(cls)
+    fields = {f.name: f for f in attrs.fields(cls)}
+    kwargs = {}
+    for name, raw in values.items():
+        kwargs[name] = coerce(raw, fields[name].type, f"{label}.{name}") if isinstance(raw, str) else raw
+    try:
+        return cls(**kwargs)
+    except BrgmError as err:
+        raise ConfigError(f"{label}: {err}") from err
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{label}: {err}") from err
+
+
+def coerce(raw: str, tp: Any, key: str) -> Any:
+    """Convert a CLI string to the annotated type ``tp`` (bool, int, float, str, Path, Literal, X | None,
+    tuples and lists); unknown or missing types get a literal guess (number, bool, list or string)."""
+    text = raw.strip()
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(text, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot convert {raw!r}")
+    if origin is typing.Literal:
+        for choice in args:
+            if str(choice) == text:
+                return choice
+        raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {raw!r}")
+    if origin in (tuple, list) or tp in (tuple, list):
+        items = [t.strip() for t in text.strip("[]()").split(",") if t.strip()]
+        item_type = args[0] if args else None
+        converted = [coerce(item, item_type, key) for item in items]
+        return tuple(converted) if (origin or tp) is tuple else converted
+    if tp is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be true or false, got {raw!r}")
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    if tp is int:
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if not number.is_integer():
+            raise ConfigError(f"{key} must be an integer, got {raw!r}")
+        return int(number)
+    if tp is Path:
+        return Path(text)
+    if tp is str:
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def build_forward_model(settings: Mapping[str, Any], registry: Registry | None = None) -> ForwardModel:
+    """The forward model (a chain for ``fwd=a+b``) of ``fwd=``/``fwd.KEY=`` settings; other keys are ignored."""
+    if registry is None:
+        from brgm.core.plugins import registry as current
+
+        registry = current()
+    fwd = {k: v for k, v in normalise_keys(settings).items() if k == "fwd" or k.startswith("fwd.")}
+    if "fwd" not in fwd:
+        raise ConfigError("no forward model selected: add fwd=NAME or fwd=a+b (see `brgm plugins`)")
+    groups = {"fwd": [_selection(item) for item in _split(fwd["fwd"])], "gen": [], "like": [], "prior": []}
+    if not groups["fwd"]:
+        raise ConfigError("no forward model selected: add fwd=NAME or fwd=a+b (see `brgm plugins`)")
+    for sel in groups["fwd"]:
+        if sel.instance is None:
+            registry.get("forward_model", sel.name)
+    for key, value in fwd.items():
+        if key != "fwd":
+            _assign(key, value, groups, {}, registry, strict=True)
+    return chain([instantiate(sel, "fwd", registry) for sel in groups["fwd"]])
+
+
+def instantiate(sel: Selection, group: str, registry: Registry) -> Any:
+    """The component of a selection: its ready instance (values rejected) or a new, validated one."""
+    if sel.instance is not None:
+        if sel.values:
+            raise ConfigError(
+                f"{group}.{sel.name}: set parameters on the instance you passed, not as overrides"
+            )
+        return sel.instance
+    values = dict(sel.values)
+    if group == "gen" and is_path(sel.name, registry):
+        values.setdefault("path", sel.name)
+    return build(_component_class(sel, registry, group), values, f"{group}.{sel.name}")
+
+
+def describe_component(obj: Any, name: str) -> dict[str, Any]:
+    """``{"name": ..., **fields}`` of a component, for the resolved configuration file."""
+    out: dict[str, Any] = {"name": name}
+    if attrs.has(type(obj)):
+        for field in attrs.fields(type(obj)):
+            if field.init and not field.name.startswith("_"):
+                out[field.name] = _jsonable(getattr(obj, field.name))
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "shape"):
+        return f"<array {list(value.shape)}>"
+    return repr(value)
