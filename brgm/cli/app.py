@@ -1,0 +1,125 @@
+"""The ``brgm`` command line: ``compose``, ``plugins``, ``simulate``, ``weights``, ``train``.
+
+Configuration errors (unknown names, keys or bad values) exit with status 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from brgm.core.errors import BrgmError
+
+app = typer.Typer(
+    name="brgm",
+    help="Reconstruct images and volumes from corrupted measurements with a pre-trained generator.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+console = Console()
+
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="KEY=VALUE...",
+        help="gen=NAME|PATH fwd=NAME[+NAME] prior=NAME[+NAME]|none like=NAME[+NAME] preset=NAME "
+        "and field values such as fwd.acceleration=8, prior.gaussian.weight=100, solver.steps=200.",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` on stderr and return the Exit to raise (status 2 for usage and configuration errors)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    kind: Annotated[str | None, typer.Option(help="Only this kind: generator, forward_model, ...")] = None,
+) -> None:
+    """List every registered component with its kind, plugin, version and description."""
+    from brgm.core.plugins import registry
+
+    try:
+        components = registry().all()
+    except BrgmError as err:
+        raise fail(str(err)) from None
+    if kind is not None:
+        components = [c for c in components if c.kind == kind]
+    if as_json:
+        typer.echo(json.dumps([c.as_dict() for c in components], indent=2))
+        return
+    table = Table(title="brgm components")
+    for column in ("kind", "name", "plugin", "version", "description", "parameters"):
+        table.add_column(column, overflow="fold")
+    for c in components:
+        params = ", ".join(f"{p['name']}={p['default']!r}" for p in c.params())
+        table.add_row(c.kind, c.name, c.plugin, c.version, c.description, params)
+    console.print(table)
+
+
+@app.command()
+def compose(
+    overrides: OverridesArg = None,
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Option("--input", "-i", help="Measurement or clean image/volume; a directory or repeated for a batch."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out"),
+    truth: Annotated[
+        Path | None, typer.Option(help="Ground truth (file, or directory matched by file stem) for metrics.")
+    ] = None,
+    input_kind: Annotated[
+        str,
+        typer.Option(
+            help="auto: a complex array or a file shaped like the measurement is a measurement, anything else a "
+            "clean image that is fitted to the generator and corrupted with the forward model (seeded).",
+        ),
+    ] = "auto",
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps (solver.steps).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for simulated measurements and the solver.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and exit.")] = False,
+) -> None:
+    """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s)."""
+    from brgm.cli.run import run_compose
+    from brgm.core.compose import resolve_settings, resolved_config
+    from brgm.core.config import parse_tokens
+
+    try:
+        settings = parse_tokens(overrides or [])
+        if steps is not None:
+            settings["solver.steps"] = str(steps)
+        resolved = resolve_settings(settings)
+        config = resolved_config(resolved)
+        if input_kind not in ("auto", "image", "measurement"):
+            raise fail(f"--input-kind must be auto, image or measurement, got {input_kind!r}")
+        if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
+            raise fail(f"--device must be cpu or cuda, got {device!r}")
+        if dry_run:
+            typer.echo(json.dumps(config, indent=2))
+            return
+        if not inputs:
+            raise fail("--input is required (a measurement or clean image, a directory, or several --input)")
+        code = run_compose(
+            resolved, inputs=inputs, out=out, truth=truth, input_kind=input_kind, seed=seed, device=device
+        )
+    except BrgmError as err:
+        raise fail(str(err)) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point of the ``brgm`` console script."""
+    app()
