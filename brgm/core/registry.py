@@ -25,8 +25,8 @@ KIND_HOOKS = {
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    """`` (did you mean 'x'?)`` naming the closest of ``choices``, or an empty string when there are none."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.0)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -107,7 +107,9 @@ class Registry:
                 for obj in impl.function() or []:
                     name = obj.name
                     if not name:
-                        raise PluginError(f"plugin {plugin_name!r} registers a {kind} without a name: {obj!r}")
+                        raise PluginError(
+                            f"plugin {plugin_name!r} registers a {kind} without a name: {obj!r}"
+                        )
                     seen = self._by_kind[kind].get(name)
                     if seen is not None:
                         raise PluginError(

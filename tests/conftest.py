@@ -1,0 +1,34 @@
+"""Test-wide setup: installed brgm plugins never leak into the suite, and a tiny generator is registered."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ["BRGM_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # before brgm.core.plugins is imported
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.plugins import test_plugin  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("BRGM_REFERENCE_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from brgm.core.plugins import pm
+
+    if not pm.is_registered(test_plugin):
+        pm.register(test_plugin, name="tests.plugins.test_plugin")
+
+
+@pytest.fixture
+def fixture_dir() -> Path:
+    """The shared StyleGAN2 reference fixture (skips with the reason when absent)."""
+    path = FIXTURES / "stylegan2_ada_tiny"
+    if not path.is_dir():
+        pytest.skip(f"reference fixtures not found at {path} (set BRGM_REFERENCE_FIXTURES)")
+    return path
