@@ -1,0 +1,89 @@
+"""The demo brain dataset builder (scripts/make_demo_data.py) on the Debian source volumes."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_demo_data.py"
+_spec = importlib.util.spec_from_file_location("make_demo_data", SCRIPT)
+make_demo_data = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = make_demo_data  # dataclasses look their module up there
+_spec.loader.exec_module(make_demo_data)
+
+SOURCES = (make_demo_data.COLIN_BRAIN, make_demo_data.ITK_HEAD, make_demo_data.ITK_MASK)
+needs_sources = pytest.mark.skipif(
+    not all(p.exists() for p in SOURCES),
+    reason="needs Debian packages mricron-data and insighttoolkit5-examples",
+)
+
+
+def test_split_holds_out_every_eighth_slice_with_a_guard_band():
+    train, held_out = make_demo_data.split_indices(21)
+    assert held_out.tolist() == [4, 12, 20]
+    assert train.tolist() == [0, 1, 2, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    out = tmp_path_factory.mktemp("demo-brain")
+    return out, make_demo_data.build(out)
+
+
+@needs_sources
+def test_files_shapes_and_ranges(built):
+    out, arrays = built
+    for name in ("train", "test_in_subject", "test_out_of_subject"):
+        with np.load(out / f"{name}.npz") as f:
+            images, index = f["images"], f["slice_index"]
+        np.testing.assert_array_equal(images, arrays[name])
+        assert images.dtype == np.float32 and images.shape[1:] == (1, 64, 64)
+        assert len(images) == len(index) > 10
+        assert images.min() == 0.0 and 0.95 < images.max() <= 1.0
+        # background is exactly 0: the corners lie outside every brain
+        assert not images[:, :, :4, :4].any() and not images[:, :, -4:, -4:].any()
+        # the brain is centred in the field of view (centre of mass within 4 pixels of the middle)
+        mid = images[len(images) // 2, 0]
+        rows, cols = np.nonzero(mid)
+        assert abs(rows.mean() - 31.5) < 4 and abs(cols.mean() - 31.5) < 4
+
+
+@needs_sources
+def test_held_out_slices_are_far_from_training_slices(built):
+    out, _ = built
+    train = np.load(out / "train.npz")["slice_index"]
+    test = np.load(out / "test_in_subject.npz")["slice_index"]
+    assert np.abs(train[:, None] - test[None, :]).min() > make_demo_data.GUARD
+    assert len(test) >= 10 and np.all(np.diff(test) == make_demo_data.HOLDOUT_EVERY)
+
+
+def test_orientation_anterior_up_patient_right_on_the_left():
+    # A synthetic RAS volume at the output pixel size: a brain cube with a marker at high x (right) and high y
+    # (anterior) must land in the image's top-left quadrant, centred by the mask's bounding box.
+    data = np.zeros((40, 40, 1), np.float32)
+    mask = np.zeros_like(data, dtype=bool)
+    mask[10:30, 10:30] = True
+    data[mask] = 0.5
+    data[26:29, 25:28] = 1.0
+    volume = make_demo_data.Volume(data=data, mask=mask, zooms=(3.0, 3.0, 3.0), scale=1.0)
+    image = make_demo_data.axial_slices(volume, np.array([0]))[0, 0]
+    rows, cols = np.nonzero(image == image.max())
+    assert rows.max() < 32 and cols.max() < 32
+    brain_rows, brain_cols = np.nonzero(image)
+    assert abs(brain_rows.mean() - 31.5) <= 1 and abs(brain_cols.mean() - 31.5) <= 1
+
+
+@needs_sources
+def test_deterministic_and_documented(built, tmp_path):
+    out, arrays = built
+    again = make_demo_data.build(tmp_path)
+    for name, images in arrays.items():
+        assert np.array_equal(images, again[name]), name
+    provenance = (out / "PROVENANCE.md").read_text()
+    assert provenance == (tmp_path / "PROVENANCE.md").read_text()
+    for needle in ("mricron-data", "insighttoolkit5-examples", "BSD-3-Clause", "Apache-2.0", "ch2bet.nii.gz"):
+        assert needle in provenance
