@@ -7,10 +7,10 @@ from pathlib import Path
 
 os.environ["BRGM_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # before brgm.core.plugins is imported
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from tests.plugins import test_plugin  # noqa: E402
+from tests.plugins import test_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("BRGM_REFERENCE_FIXTURES", REPO.parent / "shared" / "fixtures"))

@@ -102,7 +102,7 @@ class Registry:
         self._by_kind: dict[str, dict[str, Component]] = {kind: {} for kind in KIND_HOOKS}
         for kind, hook_name in KIND_HOOKS.items():
             hook = getattr(pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+            for impl in hook.get_hookimpls():  # registration order
                 plugin_name = impl.plugin_name
                 for obj in impl.function() or []:
                     name = obj.name

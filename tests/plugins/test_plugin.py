@@ -22,7 +22,12 @@ class TinyGenerator(Generator):
     """``x = tanh(flatten(ws) · S)``: a linear-tanh map from W+ to an image, seeded, for fast tests."""
 
     def __init__(
-        self, img_shape: tuple[int, ...] = (8, 8), channels: int = 1, num_ws: int = 4, w_dim: int = 8, seed: int = 0
+        self,
+        img_shape: tuple[int, ...] = (8, 8),
+        channels: int = 1,
+        num_ws: int = 4,
+        w_dim: int = 8,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
@@ -30,10 +35,14 @@ class TinyGenerator(Generator):
         self.img_shape = tuple(img_shape)
         pixels = channels * math.prod(img_shape)
         self.map_weight = nn.Parameter(torch.randn(w_dim, w_dim, generator=gen) / math.sqrt(w_dim))
-        self.synth_weight = nn.Parameter(torch.randn(num_ws * w_dim, pixels, generator=gen) / math.sqrt(num_ws * w_dim))
+        self.synth_weight = nn.Parameter(
+            torch.randn(num_ws * w_dim, pixels, generator=gen) / math.sqrt(num_ws * w_dim)
+        )
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+    def mapping(
+        self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         w = torch.nn.functional.leaky_relu(z.to(self.map_weight.dtype) @ self.map_weight, 0.2)
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
         cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
@@ -109,7 +118,12 @@ TEST_PRESET = Preset(
     name="test-preset",
     description="A preset of the test plugin.",
     select={"like": "test_sse", "prior": "test_spread"},
-    values={"like.test_sse.weight": 2.0, "prior.test_spread.weight": 0.5, "solver.steps": 7, "fwd.test_scale.factor": 3},
+    values={
+        "like.test_sse.weight": 2.0,
+        "prior.test_spread.weight": 0.5,
+        "solver.steps": 7,
+        "fwd.test_scale.factor": 3,
+    },
     notes="weights chosen for the tests",
 )
 

@@ -1,0 +1,115 @@
+"""The plugin registry: every hook, duplicate names, misspelled hooks, versions, and the listing."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from brgm import hookimpl
+from brgm.core import hookspecs
+from brgm.core.errors import PluginError
+from brgm.core.plugins import DEFAULT_PLUGINS, pm, registry
+from brgm.core.registry import KIND_HOOKS
+from tests.plugins import test_plugin
+
+TEST_PLUGIN = "tests.plugins.test_plugin"
+
+
+@pytest.fixture
+def extra_plugin():
+    """Register plugin objects for one test and unregister them afterwards."""
+    names: list[str] = []
+
+    def register(plugin: object, name: str) -> None:
+        pm.register(plugin, name=name)
+        names.append(name)
+
+    yield register
+    for name in names:
+        pm.unregister(name=name)
+
+
+def component_of(kind: str, name: str):
+    return registry().get(kind, name)
+
+
+def test_hook_register_generators() -> None:
+    c = component_of("generator", "tiny")
+    assert c.plugin == TEST_PLUGIN and c.obj is test_plugin.TinySource
+    assert c.description == "A tiny linear-tanh generator for tests (random weights, seeded)."
+    assert [p["name"] for p in c.params()] == ["size", "depth", "channels", "seed"]
+
+
+def test_hook_register_forward_models() -> None:
+    c = component_of("forward_model", "test_scale")
+    assert c.plugin == TEST_PLUGIN
+    assert c.params() == [{"name": "factor", "type": "float", "default": 0.5}]
+
+
+def test_hook_register_likelihoods() -> None:
+    c = component_of("likelihood", "test_sse")
+    assert c.plugin == TEST_PLUGIN
+    assert c.params() == [{"name": "weight", "type": "float", "default": 1.0}]
+
+
+def test_hook_register_priors() -> None:
+    assert component_of("prior", "test_spread").obj is test_plugin.Spread
+
+
+def test_hook_register_presets() -> None:
+    c = component_of("preset", "test-preset")
+    assert c.obj is test_plugin.TEST_PRESET and c.description == "A preset of the test plugin."
+
+
+def test_every_hook_has_a_test() -> None:
+    """A new hook must come with its own test_hook_<name> here (datasette's meta-test)."""
+    specs = [
+        name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")
+    ]
+    assert sorted(specs) == sorted(KIND_HOOKS.values())
+    missing = [name for name in specs if f"test_hook_{name}" not in globals()]
+    assert not missing, f"hooks without a test: {missing}"
+
+
+def test_builtins_cover_every_kind_and_carry_brgm_version() -> None:
+    import brgm
+
+    by_kind: dict[str, list] = {kind: [] for kind in KIND_HOOKS}
+    for c in registry().all():
+        if c.plugin in DEFAULT_PLUGINS:
+            by_kind[c.kind].append(c)
+            assert c.version == brgm.__version__
+            assert c.description, f"{c.kind} {c.name} has no one-line description"
+    assert all(by_kind.values()), {k: len(v) for k, v in by_kind.items()}
+
+
+def test_duplicate_name_names_both_plugins(extra_plugin) -> None:
+    class Again:
+        @hookimpl
+        def register_generators(self):
+            return [test_plugin.TinySource]
+
+    extra_plugin(Again(), "second-plugin")
+    with pytest.raises(PluginError, match=r"named 'tiny': 'tests.plugins.test_plugin' and 'second-plugin'"):
+        registry()
+
+
+def test_misspelled_hook_is_an_error_with_a_suggestion(extra_plugin) -> None:
+    class Typo:
+        @hookimpl
+        def register_forwrd_models(self):
+            return []
+
+    extra_plugin(Typo(), "typo-plugin")
+    with pytest.raises(
+        PluginError, match=r"'typo-plugin' implements 'register_forwrd_models'.*'register_forward_models'"
+    ):
+        registry()
+
+
+def test_unknown_name_suggests_the_closest() -> None:
+    from brgm.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown generator 'tinny' \(did you mean 'tiny'\?\)"):
+        registry().get("generator", "tinny")
