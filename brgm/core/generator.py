@@ -66,7 +66,9 @@ class Generator(nn.Module):
             return t.device
         return torch.device("cpu")
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: NoiseMode = "const") -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: NoiseMode = "const"
+    ) -> torch.Tensor:
         return self.synthesis(self.mapping(z, truncation_psi=truncation_psi), noise_mode=noise_mode)
 
     def describe(self) -> dict[str, object]:

@@ -17,7 +17,9 @@ from brgm.core.errors import ConfigError
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
 
-def interval(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False, open_hi: bool = False) -> Validator:
+def interval(
+    lo: float | None = None, hi: float | None = None, *, open_lo: bool = False, open_hi: bool = False
+) -> Validator:
     """Accept real numbers in the interval from ``lo`` to ``hi`` (closed unless told otherwise)."""
     left = "(" if open_lo else "["
     right = ")" if open_hi else "]"
@@ -42,7 +44,9 @@ def one_of(choices: Sequence[Any]) -> Validator:
 
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value not in choices:
-            raise ConfigError(f"{attribute.name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+            raise ConfigError(
+                f"{attribute.name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+            )
 
     return check
 

@@ -70,7 +70,9 @@ class Problem:
             )
         if y.is_complex() != self.forward_model.complex_output:
             kind = "complex" if self.forward_model.complex_output else "real"
-            raise ShapeError(f"forward model {self.forward_model.name!r} expects a {kind} measurement, got {y.dtype}")
+            raise ShapeError(
+                f"forward model {self.forward_model.name!r} expects a {kind} measurement, got {y.dtype}"
+            )
         return y
 
     def image(self, latents: Latents) -> torch.Tensor:

@@ -42,7 +42,9 @@ class SolverConfig:
     schedule: str = attrs.field(default="brgm", validator=one_of(("brgm", "constant")))
     rampup: float = attrs.field(default=0.05, converter=float, validator=interval(0, 1, open_hi=True))
     rampdown: float = attrs.field(default=0.25, converter=float, validator=interval(0, 1))
-    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=_betas, validator=interval(0, 1, open_hi=True))
+    betas: tuple[float, float] = attrs.field(
+        default=(0.9, 0.999), converter=_betas, validator=interval(0, 1, open_hi=True)
+    )
     eps: float = attrs.field(default=1e-8, converter=float, validator=interval(0, open_lo=True))
     init_jitter: float = attrs.field(default=0.0, converter=float, validator=interval(0))
     batch_size: int = attrs.field(default=8, converter=int, validator=interval(1, 4096))
@@ -151,7 +153,9 @@ class MAPSolver(Solver):
             total.sum().backward()
             optimizer.step()
             if progress is not None:
-                progress(step + 1, cfg.steps, {n: float(e.sum()) for n, e in zip(names, energies, strict=True)})
+                progress(
+                    step + 1, cfg.steps, {n: float(e.sum()) for n, e in zip(names, energies, strict=True)}
+                )
         with torch.no_grad():
             image = problem.image(Latents(ws=ws)).clamp(0, 1).float().cpu()
         history = {name: record[i] for i, name in enumerate(names)}
