@@ -3,6 +3,7 @@ loaded plugins provide, by kind and name, with the plugin and version that gave 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 from collections.abc import Iterable
@@ -56,7 +57,8 @@ class Component:
         """The parameters a user may set: name, type and default of each public attrs field."""
         if not attrs.has(self.obj):
             return []
-        attrs.resolve_types(self.obj)
+        with contextlib.suppress(NameError):  # an annotation unknown at run time is shown as written
+            attrs.resolve_types(self.obj)
         out = []
         for field in attrs.fields(self.obj):
             if not field.init or field.name.startswith("_"):
