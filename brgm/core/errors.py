@@ -33,3 +33,8 @@ class UnsafeCheckpointError(CheckpointError):
 
 class NonFiniteEnergyError(BrgmError, FloatingPointError):
     """The energy became NaN or infinite during a reconstruction."""
+
+
+class ImageFileError(BrgmError, ValueError):
+    """An image, volume or measurement file that cannot be read or written: missing, of an unknown format,
+    corrupt, or of a layout brgm does not accept. The message names the file and what is accepted."""
