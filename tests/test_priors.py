@@ -1,0 +1,210 @@
+"""Priors: each energy against an independent numpy formula, gradients, errors and registration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from brgm.core.errors import ConfigError, ShapeError
+from brgm.core.generator import Generator
+from brgm.core.plugins import registry
+from brgm.core.terms import Latents
+from brgm.plugins.priors.colinear import ColinearPrior
+from brgm.plugins.priors.gaussian import GaussianPrior
+from brgm.plugins.priors.l2 import L2Prior
+from brgm.plugins.priors.noise_reg import NoiseRegPrior
+
+
+class StatsGenerator(Generator):
+    """A linear stand-in generator whose ``w_stats`` are fixed and whose calls are recorded."""
+
+    def __init__(self, mean: torch.Tensor, std: float, num_ws: int = 3) -> None:
+        super().__init__()
+        self.w_dim, self.num_ws, self.img_channels, self.img_shape = mean.numel(), num_ws, 1, (4, 4)
+        self.z_dim = self.w_dim
+        self.mean, self.std, self.calls = mean, std, []
+        self.weight = torch.nn.Parameter(torch.ones(num_ws * self.w_dim, 16) / 16)
+
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        return (ws.flatten(1) @ self.weight).view(-1, 1, 4, 4)
+
+    def w_stats(self, n: int = 10000, seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls.append((n, seed))
+        return self.mean, torch.tensor(self.std)
+
+
+def rng_ws(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def bound_gaussian(mean: np.ndarray, std: float, **fields: object) -> tuple[GaussianPrior, StatsGenerator]:
+    G = StatsGenerator(torch.tensor(mean, dtype=torch.float32), std)
+    prior = GaussianPrior(**fields)
+    prior.bind(G, None)  # type: ignore[arg-type]
+    return prior, G
+
+
+# --- gaussian -----------------------------------------------------------------------------------------------
+
+
+def test_gaussian_matches_formula_and_uses_w_stats_once() -> None:
+    mean, std = np.array([0.5, -1.0, 2.0, 0.0]), 1.7
+    prior, G = bound_gaussian(mean, std, n_samples=500, seed=7)
+    ws = rng_ws((2, 3, 4))
+    expected = (((ws - mean) / std) ** 2).mean(axis=(1, 2))
+    got = prior.energy(Latents(ws=torch.tensor(ws)))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+    prior.energy(Latents(ws=torch.tensor(ws)))
+    assert G.calls == [(500, 7)]
+
+
+def test_gaussian_hand_values() -> None:
+    prior, _ = bound_gaussian(np.array([1.0, 1.0]), 2.0)
+    at_mean = torch.ones(1, 2, 2)
+    one_sigma = torch.tensor([[[3.0, -1.0], [3.0, 3.0]]])  # every entry 2 = one σ from μ
+    half = torch.tensor([[[1.0, 1.0], [1.0, 5.0]]])  # one entry 2σ away of four: 4 / 4
+    energies = prior.energy(Latents(ws=torch.cat([at_mean, one_sigma, half])))
+    assert energies.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_gaussian_defaults_and_gradcheck() -> None:
+    prior, G = bound_gaussian(np.array([0.3, -0.2, 0.1]), 0.9)
+    assert G.calls == [(10000, 123)]
+    ws = torch.tensor(rng_ws((2, 3, 3), 1), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w: prior.energy(Latents(ws=w)), (ws,))
+
+
+def test_gaussian_errors() -> None:
+    with pytest.raises(ConfigError, match="not bound"):
+        GaussianPrior().energy(Latents(ws=torch.zeros(1, 2, 2)))
+    G = StatsGenerator(torch.zeros(4), 1.0)
+    G.w_dim = 5
+    with pytest.raises(ShapeError, match="w_dim = 5"):
+        GaussianPrior().bind(G, None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="std must be positive"):
+        bound_gaussian(np.zeros(2), 0.0)
+    with pytest.raises(ConfigError, match=r"n_samples must be in \[2, 10000000\], got 1"):
+        GaussianPrior(n_samples=1)
+
+
+# --- colinear -----------------------------------------------------------------------------------------------
+
+
+def colinear_reference(ws: np.ndarray, reduction: str) -> np.ndarray:
+    unit = ws / np.linalg.norm(ws, axis=-1, keepdims=True)
+    cos = np.einsum("nid,njd->nij", unit, unit)
+    dist = np.abs(1 - cos)
+    return dist.mean(axis=(1, 2)) if reduction == "mean" else dist.sum(axis=(1, 2))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_colinear_matches_formula(reduction: str) -> None:
+    ws = rng_ws((3, 5, 6), 2)
+    got = ColinearPrior(reduction=reduction).energy(Latents(ws=torch.tensor(ws)))
+    np.testing.assert_allclose(got.numpy(), colinear_reference(ws, reduction), rtol=1e-12)
+
+
+def test_colinear_hand_values() -> None:
+    e1, e2 = [1.0, 0.0], [0.0, 2.0]
+    ws = torch.tensor([[e1, e1], [e1, e2], [e1, [-3.0, 0.0]]])
+    # pairs (1,1) (1,2) (2,1) (2,2): |1 − cos| = 0, 0, 0, 0 | 0, 1, 1, 0 | 0, 2, 2, 0
+    assert ColinearPrior(reduction="mean").energy(Latents(ws=ws)).tolist() == [0.0, 0.5, 1.0]
+    assert ColinearPrior(reduction="sum").energy(Latents(ws=ws)).tolist() == [0.0, 2.0, 4.0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), scales=st.lists(st.floats(0.1, 10.0), min_size=4, max_size=4))
+def test_colinear_ignores_layer_norms_and_rotations(seed: int, scales: list[float]) -> None:
+    ws = torch.tensor(rng_ws((1, 4, 5), seed))
+    rotation, _ = torch.linalg.qr(torch.tensor(rng_ws((5, 5), seed + 1)))
+    moved = ws * torch.tensor(scales, dtype=ws.dtype).view(1, 4, 1) @ rotation
+    prior = ColinearPrior()
+    assert torch.allclose(prior.energy(Latents(ws=moved)), prior.energy(Latents(ws=ws)), atol=1e-12)
+
+
+def test_colinear_gradcheck_and_validation() -> None:
+    ws = torch.tensor(rng_ws((2, 3, 4), 3), requires_grad=True)
+    for reduction in ("mean", "sum"):
+        prior = ColinearPrior(reduction=reduction)
+        assert torch.autograd.gradcheck(lambda w, p=prior: p.energy(Latents(ws=w)), (ws,))
+    with pytest.raises(ConfigError, match="reduction must be one of 'mean', 'sum', got 'max'"):
+        ColinearPrior(reduction="max")
+
+
+# --- noise_reg ----------------------------------------------------------------------------------------------
+
+
+def noise_reg_reference(noise: np.ndarray) -> np.ndarray:
+    """Per-sample multi-scale autocorrelation energy of ``[N, 1, *spatial]`` maps, in numpy."""
+    total = np.zeros(noise.shape[0])
+    while True:
+        for axis in range(2, noise.ndim):
+            total += (noise * np.roll(noise, 1, axis=axis)).reshape(noise.shape[0], -1).mean(axis=1) ** 2
+        if min(noise.shape[2:]) <= 8:
+            return total
+        blocks = [noise.shape[0], 1]
+        for size in noise.shape[2:]:
+            blocks += [size // 2, 2]
+        noise = noise.reshape(blocks).mean(axis=tuple(range(3, len(blocks), 2)))
+
+
+def test_noise_reg_matches_formula_2d_and_3d() -> None:
+    maps = [rng_ws((2, 1, 32, 32), 4), rng_ws((2, 1, 16, 16), 5), rng_ws((2, 1, 16, 16, 16), 6)]
+    latents = Latents(ws=torch.zeros(2, 3, 4, dtype=torch.float64), noises=[torch.tensor(m) for m in maps])
+    expected = sum(noise_reg_reference(m) for m in maps)
+    np.testing.assert_allclose(NoiseRegPrior().energy(latents).numpy(), expected, rtol=1e-12)
+
+
+def test_noise_reg_hand_values() -> None:
+    ones8, ones16 = torch.ones(1, 1, 8, 8), torch.ones(1, 1, 16, 16)
+    checker = (
+        (torch.arange(8).view(8, 1) + torch.arange(8)).remainder(2).mul(2).sub(1).view(1, 1, 8, 8).float()
+    )
+    energy = NoiseRegPrior().energy
+    ws = torch.zeros(1, 1, 1)
+    assert energy(Latents(ws=ws, noises=[ones8])).item() == 2.0  # one scale, two axes, (mean 1)² each
+    assert energy(Latents(ws=ws, noises=[ones16])).item() == 4.0  # scales 16 and 8
+    assert energy(Latents(ws=ws, noises=[checker])).item() == 2.0  # (mean −1)² per axis
+    assert energy(Latents(ws=ws, noises=[ones8, ones16])).item() == 6.0
+    assert NoiseRegPrior().weight == 1e5
+
+
+def test_noise_reg_gradcheck_and_errors() -> None:
+    noise = torch.tensor(rng_ws((2, 1, 16, 16), 7), requires_grad=True)
+    ws = torch.zeros(2, 1, 1, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: NoiseRegPrior().energy(Latents(ws=ws, noises=[v])), (noise,))
+    for noises in (None, []):
+        with pytest.raises(ConfigError, match="needs the generator's noise maps"):
+            NoiseRegPrior().energy(Latents(ws=ws, noises=noises))
+    with pytest.raises(ShapeError, match=r"\[N, 1, H, W\].*got \[2, 16, 16\]"):
+        NoiseRegPrior().energy(Latents(ws=ws, noises=[torch.zeros(2, 16, 16)]))
+
+
+# --- l2 and registration ------------------------------------------------------------------------------------
+
+
+def test_l2_is_the_squared_norm_of_w_plus() -> None:
+    ws = rng_ws((2, 3, 4), 8)
+    got = L2Prior().energy(Latents(ws=torch.tensor(ws)))
+    np.testing.assert_allclose(got.numpy(), (ws**2).sum(axis=(1, 2)), rtol=1e-12)
+    assert L2Prior().energy(Latents(ws=torch.tensor([[[3.0, 4.0]]]))).item() == 25.0
+    w = torch.tensor(ws, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: L2Prior().energy(Latents(ws=x)), (w,))
+
+
+def test_priors_are_registered_through_the_hook() -> None:
+    reg = registry()
+    expected = {
+        "gaussian": GaussianPrior,
+        "colinear": ColinearPrior,
+        "noise_reg": NoiseRegPrior,
+        "l2": L2Prior,
+    }
+    for name, cls in expected.items():
+        component = reg.get("prior", name)
+        assert component.obj is cls
+        assert component.plugin == "brgm.plugins.priors"
+        assert component.description and "\n" not in component.description
