@@ -55,6 +55,12 @@ class ForwardModel:
         cannot take. The default checks the dimensionality and keeps the shape."""
         return check_image_shape(self, shape)
 
+    def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` with the entries the operator does not measure reset to what :meth:`forward` puts there (zero
+        outside a k-space mask, the fill value outside the observed pixels), so that noise drawn on a whole
+        measurement stays inside the measured domain. The identity for operators that measure every entry."""
+        return y
+
     @property
     def components(self) -> tuple[ForwardModel, ...]:
         """The operators in application order (a chain lists its members)."""
@@ -72,6 +78,19 @@ class LinearForwardModel(ForwardModel):
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``AᴴA x``."""
         return self.adjoint(self.forward(x))
+
+
+def check_real(op: ForwardModel, t: torch.Tensor, what: str = "images") -> None:
+    """Raise :class:`ShapeError` unless ``t`` is a real floating-point tensor (``what`` names it in the message)."""
+    if t.is_complex() or not t.is_floating_point():
+        raise ShapeError(f"forward model {op.name!r} takes real floating-point {what}, got dtype {t.dtype}")
+
+
+def check_real_image(op: ForwardModel, x: torch.Tensor) -> tuple[int, ...]:
+    """Validate a real floating-point input image of ``op`` and return its measurement shape (before any
+    computation, so a bad input never costs a forward pass)."""
+    check_real(op, x)
+    return op.output_shape(x.shape)
 
 
 def check_image_shape(op: ForwardModel, shape: Sequence[int]) -> tuple[int, ...]:
@@ -123,13 +142,22 @@ class Chain(LinearForwardModel):
         return shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.output_shape(x.shape)
         for op in self.ops:
             x = op.forward(x)
         return x
 
     def simulate(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Apply the members in order; noise drawn after a measuring operator is kept to its measured domain
+        (see :meth:`ForwardModel.keep_measured`)."""
+        self.output_shape(x.shape)
+        measuring: ForwardModel | None = None
         for op in self.ops:
             x = op.simulate(x, generator)
+            if not op.is_noise:
+                measuring = op
+            elif measuring is not None:
+                x = measuring.keep_measured(x)
         return x
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
