@@ -1,0 +1,72 @@
+"""brgm's own array files: ``.npy`` (NumPy, read without pickle) and ``.pt`` (one tensor, read with
+``torch.load(weights_only=True)``).
+
+They hold channel-first data in brgm's units: real intensities in [0, 1] taken as they are, or complex k-space.
+Layout by number of dimensions: 2 is ``(H, W)``, 3 is ``(C, H, W)``, 4 is ``(C, D, H, W)`` and 5 is
+``(1, C, D, H, W)``; a single-channel volume is therefore ``(1, D, H, W)``, which is what :func:`write` produces.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brgm.core.errors import ImageFileError
+from brgm.core.formats.meta import AS_STORED, Meta
+
+LAYOUT = "(H, W), (C, H, W), (C, D, H, W) or (1, C, D, H, W)"
+
+
+def _channels_first(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim in (3, 4):
+        return array
+    if array.ndim == 5 and array.shape[0] == 1:
+        return array[0]
+    raise ImageFileError(f"{path}: an array of shape {list(array.shape)} is not an image; expected {LAYOUT}")
+
+
+def read(path: Path, fmt: str) -> tuple[np.ndarray, Meta]:
+    """``[C, *spatial]`` float32 intensities or complex64 k-space, and its :class:`Meta`."""
+    try:
+        if fmt == "npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            tensor = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(tensor, torch.Tensor):
+                raise ImageFileError(
+                    f"{path}: expected one tensor in the .pt file, got a {type(tensor).__name__}"
+                )
+            array = tensor.detach().resolve_conj().numpy()
+    except (ValueError, OSError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise ImageFileError(f"{path}: not a readable .{fmt} array ({err})") from None
+    if array.dtype.kind not in "biufc":
+        raise ImageFileError(f"{path}: arrays of {array.dtype} are not images (numbers or complex expected)")
+    data = _channels_first(array, path)
+    is_complex = data.dtype.kind == "c"
+    meta = Meta(
+        path=path,
+        format=fmt,
+        original_shape=tuple(array.shape),
+        dtype=array.dtype.name,
+        spatial_shape=tuple(data.shape[1:]),
+        intensity=None if is_complex else AS_STORED,
+    )
+    return data.astype(np.complex64 if is_complex else np.float32), meta
+
+
+def write(path: Path, x: np.ndarray, fmt: str) -> None:
+    """Write ``x [C, *spatial]`` (intensities or complex k-space) as float32 or complex64."""
+    data = x.astype(np.complex64 if np.iscomplexobj(x) else np.float32)
+    try:
+        if fmt == "npy":
+            np.save(path, data, allow_pickle=False)
+        else:
+            torch.save(torch.from_numpy(np.ascontiguousarray(data)), path)
+    except OSError as err:
+        raise ImageFileError(f"{path}: cannot write the array ({err})") from None
