@@ -64,14 +64,15 @@ def build_lpips(
     ``random_backbone_seed`` (the global RNG is left untouched), and lpips's v0.1 linear heads."""
     import lpips
 
+    state = _read(backbone) if backbone is not None else None
+    heads = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    head_state = _read(heads)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(0 if random_backbone_seed is None else random_backbone_seed)
         warnings.simplefilter("ignore")  # torchvision's deprecation of ``pretrained=``
         model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
-    heads = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
-    _load_into(model, _read(heads), heads)
-    if backbone is not None:
-        state = _read(backbone)
+    _load_into(model, head_state, heads)
+    if state is not None:
         trunk = {}
         for key in model.net.state_dict():
             index, kind = _TRUNK_KEY.match(key).groups()  # type: ignore[union-attr]
