@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import brgm
 from brgm.core.errors import CheckpointError, ConfigError, ShapeError, WeightsNotFoundError
 from brgm.core.generator import Generator
 from brgm.core.operators import ForwardModel
@@ -97,6 +98,18 @@ def test_kspace_with_full_sampling_is_the_pixel_term() -> None:
     fwd = Fourier()
     got = KSpaceLikelihood().energy(fwd(x1), fwd(x2), fwd)
     assert torch.allclose(got, PixelLikelihood().energy(x1, x2, Identity()), rtol=1e-12)
+
+
+def test_kspace_sampled_entries_are_those_of_the_kspace_operator() -> None:
+    fwd = brgm.forward_model("kspace+gaussian_noise", kspace__acceleration=4, gaussian_noise__sigma=0.01)
+    (kspace,) = (op for op in fwd.components if op.name == "kspace")
+    x, x2 = rand(2, 1, 32, 32, seed=13, dtype=torch.float64), rand(2, 1, 32, 32, seed=14, dtype=torch.float64)
+    y = fwd.simulate(x, torch.Generator().manual_seed(0))
+    sampled = kspace.keep_measured(torch.ones_like(y)) != 0
+    assert 0 < sampled.double().mean() < 0.5
+    expected = ((fwd(x2) - y).abs().square() * sampled).flatten(1).sum(1) / sampled.flatten(1).sum(1)
+    assert torch.allclose(KSpaceLikelihood().energy(fwd(x2), y, fwd), expected, rtol=1e-12)
+    assert KSpaceLikelihood().energy(fwd(x), fwd(x), fwd).tolist() == [0.0, 0.0]
 
 
 def test_kspace_rejects_real_measurements() -> None:

@@ -27,6 +27,7 @@ REFERENCE = {
         "rampdown": 0.25,
         "init_jitter": 0.01,
         "downsample": "area",
+        "fill": (1.0, (-1.0, 1.0)),  # fill value in the reference's own intensity range
     },
     "brgm-pt": {
         "pixel": 0.001,
@@ -43,6 +44,7 @@ REFERENCE = {
         "rampdown": 0.0,
         "init_jitter": 0.0,
         "downsample": "bicubic",
+        "fill": (1.0, (0.0, 255.0)),
     },
 }
 REFERENCE["brgm-pt-sr16"] = {**REFERENCE["brgm-pt"], "colinear": 1.0}
@@ -65,8 +67,19 @@ KEYS = {
     "rampdown": "solver.rampdown",
     "init_jitter": "solver.init_jitter",
     "downsample": "fwd.downsample.method",
+    "fill": "fwd.mask.fill",
 }
 ROWS = [(name, item, value) for name, ref in REFERENCE.items() for item, value in ref.items()]
+
+
+def in_unit_range(item: str, reference: object) -> object:
+    """A reference value converted to brgm's [0, 1] intensities."""
+    if item == "pixel":  # λ·mean((255·Δ)²) = 255²·λ·mean(Δ²)
+        return reference * 255**2  # type: ignore[operator]
+    if item == "fill":
+        value, (lo, hi) = reference  # type: ignore[misc]
+        return (value - lo) / (hi - lo)
+    return reference
 
 
 def preset(name: str) -> brgm.core.presets.Preset:
@@ -75,8 +88,7 @@ def preset(name: str) -> brgm.core.presets.Preset:
 
 @pytest.mark.parametrize(("name", "item", "reference"), ROWS, ids=[f"{n}-{i}" for n, i, _ in ROWS])
 def test_preset_values_are_the_references(name: str, item: str, reference: object) -> None:
-    expected = reference * 255**2 if item == "pixel" else reference  # [0, 255] -> [0, 1] intensities
-    assert preset(name).values[KEYS[item]] == pytest.approx(expected, rel=1e-12)
+    assert preset(name).values[KEYS[item]] == pytest.approx(in_unit_range(item, reference), rel=1e-12)
 
 
 @pytest.mark.parametrize("name", list(REFERENCE))
@@ -154,16 +166,9 @@ def test_presets_compose_and_run(name: str) -> None:
     assert torch.isfinite(result.history["total"]).all()
 
 
-def test_downsample_methods_are_the_forward_models() -> None:
-    if ("forward_model", "downsample") not in registry():
-        pytest.skip("the downsample forward model is not registered yet")
+def test_forward_model_values_reach_the_forward_models() -> None:
     for name in REFERENCE:
-        problem = brgm.compose(
-            gen="tiny",
-            fwd="downsample",
-            preset=name,
-            device="cpu",
-            likelihoods=["pixel"],
-            **{"fwd.factor": 2},
-        )
-        assert problem.forward_model.method == REFERENCE[name]["downsample"]
+        for fwd, field, item in (("downsample", "method", "downsample"), ("mask", "fill", "fill")):
+            problem = brgm.compose(gen="tiny", fwd=fwd, preset=name, device="cpu", likelihoods=["pixel"])
+            expected = in_unit_range(item, REFERENCE[name][item])
+            assert getattr(problem.forward_model, field) == pytest.approx(expected, rel=1e-12)

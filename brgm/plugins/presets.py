@@ -36,6 +36,7 @@ BRGM_TF_NO_PERCEPTUAL = {
     "solver.rampdown": 0.25,
     "solver.init_jitter": 0.01,
     "fwd.downsample.method": "area",
+    "fwd.mask.fill": 1.0,
 }
 BRGM_TF = {
     **BRGM_TF_NO_PERCEPTUAL,
@@ -62,6 +63,7 @@ BRGM_PT = {
     "solver.rampdown": 0.0,
     "solver.init_jitter": 0.0,
     "fwd.downsample.method": "bicubic",
+    "fwd.mask.fill": 1 / INTENSITY_SCALE,
 }
 
 PIXEL_NOTE = (
@@ -86,6 +88,8 @@ TF_NOTES = " ".join(
         "ramp-down (schedule=brgm); W+ starts at μ plus one scalar N(0, (0.01σ)²) draw (init_jitter=0.01; the "
         "reference seeded it with 3, brgm with the run's seed).",
         "fwd.downsample.method=area: TF super-resolution averages factor×factor blocks.",
+        "fwd.mask.fill=1.0: TF inpainting fills missing pixels with 1.0 in its [-1, 1] range (white), which is "
+        "(1 + 1)/2 = 1.0 in [0, 1].",
         "Not reproduced: TF fed the generator's stored noise constants (noise maps effectively frozen, "
         "noise_reg 0), which is brgm's noise_mode='const'.",
     ]
@@ -105,6 +109,8 @@ PT_NOTES = " ".join(
         "rampdown 0); W+ starts at μ tiled, no jitter (init_jitter=0). The reference's --seed 303 is the "
         "run's seed in brgm.",
         "fwd.downsample.method=bicubic: torch's bicubic interpolation without antialiasing, as the reference.",
+        "fwd.mask.fill=1/255: PyTorch inpainting fills missing pixels with 1.0 in its [0, 255] range (almost "
+        "black), which is 1/255 in [0, 1].",
         "Not reproduced: the reference re-draws the generator's noise buffers from N(0, 1) per image and "
         "freezes them; brgm keeps the generator's constants (noise_mode='const').",
     ]
