@@ -1,0 +1,113 @@
+"""Differentiable augmentation of the discriminator's inputs with an adaptive probability (StyleGAN2-ADA).
+
+Every transformation is applied to each image independently with probability ``p`` and is differentiable with
+respect to the image, so the generator is trained through it. When ``p`` stays below about 0.8 the augmentations
+do not leak into the generated distribution (Karras et al. 2020). The geometric part is one affine resampling
+(bilinear, reflected borders) rather than ADA's wavelet-filtered one: good enough at low resolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from brgm.core import params
+
+
+@attrs.define(kw_only=True, frozen=True)
+class AugmentConfig:
+    """Strengths of the augmentations; each is applied with probability ``p × its multiplier``."""
+
+    xflip: float = attrs.field(default=1.0, validator=params.interval(0, 1))
+    translate: float = attrs.field(default=1.0, validator=params.interval(0, 1))
+    scale: float = attrs.field(default=1.0, validator=params.interval(0, 1))
+    rotate: float = attrs.field(default=1.0, validator=params.interval(0, 1))
+    brightness: float = attrs.field(default=1.0, validator=params.interval(0, 1))
+    contrast: float = attrs.field(default=1.0, validator=params.interval(0, 1))
+    translate_max: float = attrs.field(
+        default=0.125, validator=params.interval(0, 0.5)
+    )  # fraction of the image size
+    scale_std: float = attrs.field(
+        default=0.2, validator=params.interval(0, None)
+    )  # log2 of the scale factor
+    rotate_max_deg: float = attrs.field(default=15.0, validator=params.interval(0, 180))
+    brightness_std: float = attrs.field(
+        default=0.2, validator=params.interval(0, None)
+    )  # additive, image range [-1, 1]
+    contrast_std: float = attrs.field(
+        default=0.5, validator=params.interval(0, None)
+    )  # log2 of the contrast factor
+
+
+class AugmentPipe(nn.Module):
+    """``x [N, C, H, W]`` in [-1, 1] -> augmented ``x`` of the same shape; ``p`` is a buffer in [0, 1]."""
+
+    p: torch.Tensor
+
+    def __init__(self, config: AugmentConfig | None = None, p: float = 0.0) -> None:
+        super().__init__()
+        self.config = config or AugmentConfig()
+        self.register_buffer("p", torch.tensor(float(p)))
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if float(self.p) <= 0:
+            return x
+        n, device, dtype, cfg = x.shape[0], x.device, x.dtype, self.config
+
+        def uniform(*shape: int) -> torch.Tensor:  # [N, *shape] in [0, 1)
+            return torch.rand((n, *shape), generator=generator, device=device)
+
+        def normal() -> torch.Tensor:  # [N]
+            return torch.randn(n, generator=generator, device=device)
+
+        def gate(strength: float) -> torch.Tensor:  # [N] booleans: which images are transformed
+            return uniform() < self.p * strength
+
+        # Geometric: one affine map, in normalised [-1, 1] coordinates, from output to input positions.
+        theta = torch.eye(3, device=device).repeat(n, 1, 1)
+        theta[:, 0, 0] = torch.where(gate(cfg.xflip), -1.0, 1.0)
+        size = torch.tensor([x.shape[3], x.shape[2]], device=device)
+        shift = torch.round((uniform(2) * 2 - 1) * cfg.translate_max * size) / size * 2  # whole pixels
+        theta[:, :2, 2] = torch.where(gate(cfg.translate)[:, None], shift, 0.0)
+        scale = torch.where(gate(cfg.scale), torch.exp2(normal() * cfg.scale_std), 1.0)
+        angle = (uniform() * 2 - 1) * math.radians(cfg.rotate_max_deg)
+        angle = torch.where(gate(cfg.rotate), angle, 0.0)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta[:, :2, :2] = theta[:, :2, :2] @ torch.stack([cos, -sin, sin, cos], -1).view(n, 2, 2)
+        grid = F.affine_grid(theta[:, :2].to(dtype), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+        # Intensity: contrast about 0 (mid-grey), then brightness.
+        contrast = torch.where(gate(cfg.contrast), torch.exp2(normal() * cfg.contrast_std), 1.0)
+        brightness = torch.where(gate(cfg.brightness), normal() * cfg.brightness_std, 0.0)
+        return x * contrast.to(dtype).view(n, 1, 1, 1) + brightness.to(dtype).view(n, 1, 1, 1)
+
+
+@attrs.define(kw_only=True, eq=False)
+class AdaptiveP:
+    """ADA's controller: every ``interval`` steps, move ``p`` by ``batch × interval / (speed_kimg × 1000)``
+    towards the value at which ``E[sign(D(real))]`` equals ``target``."""
+
+    target: float = attrs.field(default=0.6, validator=params.interval(0, 1))
+    interval: int = attrs.field(default=4, validator=params.interval(1, None))
+    speed_kimg: float = attrs.field(default=500.0, validator=params.interval(0, None, open_lo=True))
+    signs: float = 0.0  # running sum of sign(D(real)) in the current interval
+    count: int = 0  # logits summed into ``signs``
+
+    def accumulate(self, real_logits: torch.Tensor) -> None:
+        self.signs += float(torch.sign(real_logits.detach()).sum())
+        self.count += real_logits.numel()
+
+    def update(self, pipe: AugmentPipe, step: int, batch: int) -> float | None:
+        """Adjust ``pipe.p`` when ``step`` closes an interval; returns the overfitting heuristic ``r_t`` then."""
+        if step % self.interval != 0 or self.count == 0:
+            return None
+        rt = self.signs / self.count
+        adjust = math.copysign(batch * self.interval / (self.speed_kimg * 1000), rt - self.target)
+        pipe.p.copy_((pipe.p + adjust).clamp(0.0, 1.0))
+        self.signs, self.count = 0.0, 0
+        return rt

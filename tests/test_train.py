@@ -1,0 +1,306 @@
+"""brgm.train: augmentation, discriminator, losses, the training loop, exact resume, and ``brgm train``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import typer
+from typer.testing import CliRunner
+
+import brgm
+from brgm.cli.train import train as train_command
+from brgm.core.errors import CheckpointError, ConfigError, ShapeError
+from brgm.plugins.generators.stylegan2.resample import setup_filter
+from brgm.train import (
+    AdaptiveP,
+    AugmentConfig,
+    AugmentPipe,
+    Discriminator,
+    TrainConfig,
+    Trainer,
+    checkpoints,
+    load_images,
+)
+from brgm.train.discriminator import Conv2dLayer, minibatch_std
+from brgm.train.losses import discriminator_loss, generator_loss, r1_penalty
+
+ONLY = {k: 0.0 for k in ("xflip", "translate", "scale", "rotate", "brightness", "contrast")}
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+
+
+def test_augment_keeps_shape_and_is_identity_at_p0():
+    x = torch.rand(5, 3, 12, 12, generator=seeded()) * 2 - 1
+    assert torch.equal(AugmentPipe(p=0.0)(x, seeded()), x)
+    y = AugmentPipe(p=1.0)(x, seeded())
+    assert y.shape == x.shape and y.dtype == x.dtype and not torch.allclose(y, x)
+
+
+def test_augment_is_differentiable():
+    pipe = AugmentPipe(p=1.0).double()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64, generator=seeded(1), requires_grad=True)
+    # the same random transformation on every call: a fresh generator with a fixed seed
+    assert torch.autograd.gradcheck(lambda t: pipe(t, seeded(3)), (x,), eps=1e-6, atol=1e-5)
+
+
+def test_augment_xflip_alone_flips():
+    x = torch.rand(4, 1, 8, 8, generator=seeded())
+    y = AugmentPipe(AugmentConfig(**{**ONLY, "xflip": 1.0}), p=1.0)(x, seeded())
+    torch.testing.assert_close(y, x.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_augment_translation_moves_by_whole_pixels():
+    x = torch.rand(6, 1, 16, 16, generator=seeded())
+    y = AugmentPipe(AugmentConfig(**{**ONLY, "translate": 1.0}), p=1.0)(x, seeded(5))
+    shifts = []
+    for xi, yi in zip(x[:, 0], y[:, 0], strict=True):
+        errors = {}
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                shifted = torch.roll(xi, (dy, dx), (0, 1))[3:-3, 3:-3]
+                errors[dy, dx] = (shifted - yi[3:-3, 3:-3]).abs().max().item()
+        best = min(errors, key=errors.get)
+        assert errors[best] < 1e-5, errors[best]
+        shifts.append(best)
+    assert len(set(shifts)) > 1  # the shift is drawn per image
+
+
+def test_augment_contrast_scales_each_image():
+    x = torch.rand(6, 1, 8, 8, generator=seeded()) + 0.5
+    y = AugmentPipe(AugmentConfig(**{**ONLY, "contrast": 1.0}), p=1.0)(x, seeded())
+    ratio = (y / x).flatten(1)
+    torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio))
+    assert ratio[:, 0].std() > 0.05
+
+
+def test_adaptive_p_moves_towards_the_target():
+    pipe = AugmentPipe(p=0.0)
+    ada = AdaptiveP(target=0.6, interval=2, speed_kimg=1.0)
+    ada.accumulate(torch.ones(8, 1))  # D sure of every real: rt = 1 > 0.6, overfitting
+    assert ada.update(pipe, step=1, batch=8) is None  # not at an interval boundary
+    assert ada.update(pipe, step=2, batch=8) == 1.0
+    assert float(pipe.p) == pytest.approx(8 * 2 / 1000)
+    ada.accumulate(-torch.ones(8, 1))
+    ada.update(pipe, step=4, batch=8)
+    ada.accumulate(-torch.ones(8, 1))
+    ada.update(pipe, step=6, batch=8)
+    assert float(pipe.p) == 0.0  # clamped
+
+
+# ---------------------------------------------------------------------------------- discriminator, losses
+
+
+def test_downsampling_conv_matches_blur_then_strided_conv():
+    f = setup_filter((1, 3, 3, 1), 2)
+    layer = Conv2dLayer(3, 5, 3, resample_filter=f, activation="lrelu", down=2)
+    layer.reset_parameters(seeded())
+    with torch.no_grad():
+        layer.bias.copy_(torch.randn(5, generator=seeded(1)))
+    x = torch.randn(2, 3, 8, 8, generator=seeded(2))
+    blurred = F.conv2d(F.pad(x, (2, 2, 2, 2)), f.expand(3, 1, 4, 4), groups=3)  # symmetric filter: no flip
+    ref = F.conv2d(blurred, layer.weight / math.sqrt(3 * 9), layer.bias, stride=2)
+    ref = F.leaky_relu(ref, 0.2) * math.sqrt(2)
+    out = layer(x)
+    assert out.shape == (2, 5, 4, 4)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_minibatch_std_matches_a_loop_over_groups():
+    x = torch.randn(6, 3, 4, 4, generator=seeded())
+    out = minibatch_std(x, group_size=3)
+    assert out.shape == (6, 4, 4, 4) and torch.equal(out[:, :3], x)
+    for j in range(2):  # groups are samples {j, j + 2, j + 4}
+        members = x[j::2]
+        expected = members.std(dim=0, unbiased=False).mean()
+        for i in range(j, 6, 2):
+            torch.testing.assert_close(out[i, 3], expected.expand(4, 4), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ShapeError, match="multiple"):
+        minibatch_std(torch.zeros(5, 1, 4, 4), group_size=4)
+
+
+def test_discriminator_shapes_and_keys():
+    D = Discriminator(32, 2, channel_base=256, channel_max=16, mbstd_group_size=2)
+    D.reset_parameters(seeded())
+    assert D(torch.zeros(4, 2, 32, 32)).shape == (4, 1)
+    keys = set(D.state_dict())
+    assert {"b32.fromrgb.weight", "b32.skip.weight", "b8.conv1.weight", "b4.fc.weight", "b4.out.bias"} <= keys
+    assert "b16.fromrgb.weight" not in keys  # resnet: only the first block reads the image
+    with pytest.raises(ShapeError):
+        D(torch.zeros(4, 1, 32, 32))
+
+
+def test_losses_at_known_logits():
+    zero = torch.zeros(3, 1)
+    assert generator_loss(zero).item() == pytest.approx(math.log(2))
+    assert discriminator_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert generator_loss(torch.full((3, 1), 20.0)).item() == pytest.approx(0.0, abs=1e-8)
+    assert discriminator_loss(torch.full((3, 1), 20.0), torch.full((3, 1), -20.0)).item() < 1e-8
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_the_squared_weight_norm():
+    a = torch.randn(1, 2, 3, 3, generator=seeded(), requires_grad=True)
+    x = torch.randn(4, 2, 3, 3, generator=seeded(1))
+    penalty = r1_penalty(lambda t: (t * a).flatten(1).sum(1, keepdim=True), x)
+    torch.testing.assert_close(penalty, a.detach().square().sum().expand(4))
+    penalty.sum().backward()  # the penalty has a graph to the discriminator's parameters
+    torch.testing.assert_close(a.grad, 2 * 4 * a.detach())
+
+
+# ------------------------------------------------------------------------------------------------- loop
+
+
+def tiny_config(**changes) -> TrainConfig:
+    base = dict(
+        resolution=16,
+        kimg=0.024,  # 6 steps of 4
+        batch=4,
+        z_dim=8,
+        w_dim=8,
+        channel_base=64,
+        channel_max=16,
+        mbstd_group=2,
+        r1_interval=2,
+        augment_p=0.3,
+        ada_interval=3,  # the checkpoint at step 4 falls inside an ADA interval
+        ada_kimg=1.0,
+        mirror=True,
+        checkpoint_steps=2,
+    )
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.rand(10, 1, 16, 16, generator=seeded(7)) * 2 - 1
+
+
+def states(trainer: Trainer) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, module in (("G", trainer.G), ("G_ema", trainer.G_ema), ("D", trainer.D)):
+        out.update({f"{name}.{k}": v.clone() for k, v in module.state_dict().items()})
+    out["p"] = trainer.augment.p.clone()
+    return out
+
+
+def test_a_few_steps_give_finite_losses_and_move_the_networks(images, tmp_path):
+    trainer = Trainer(tiny_config(), images, tmp_path)
+    before = states(trainer)
+    log = [trainer.train_step() for _ in range(3)]
+    assert all(math.isfinite(v) for stats in log for v in stats.values())
+    assert "r1" in log[0] and "r1" not in log[1] and "ada_rt" in log[2]
+    after = states(trainer)
+    for prefix in ("G.synthesis.b16.conv1.weight", "D.b16.conv0.weight", "G_ema.synthesis.b16.conv1.weight"):
+        assert not torch.equal(before[prefix], after[prefix]), prefix
+    assert not torch.equal(after["G.mapping.w_avg"], before["G.mapping.w_avg"])  # w_avg tracks the batches
+
+
+def test_interrupted_run_resumes_bit_exactly(images, tmp_path):
+    full = Trainer(tiny_config(), images, tmp_path / "full")
+    exported = full.run(progress=False)
+    assert [p.name for p in checkpoints.list_checkpoints(full.checkpoint_dir)] == [
+        "step-00000004.safetensors",
+        "step-00000006.safetensors",
+    ]
+    assert not list(full.checkpoint_dir.glob("*.tmp"))
+
+    crashed = Trainer(tiny_config(), images, tmp_path / "crashed")
+    for _ in range(4):
+        crashed.train_step()
+    saved = crashed.save_checkpoint()
+    crashed.train_step()  # work after the last checkpoint is lost when the process dies here
+    del crashed
+
+    resumed = Trainer.resume(saved, images, tmp_path / "crashed")
+    assert (resumed.step, resumed.nimg) == (4, 16)
+    resumed.run(progress=False)
+    assert resumed.step == 6
+    expected, got = states(full), states(resumed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+    G = brgm.load_generator(str(exported))
+    assert (G.img_resolution, G.img_channels, G.z_dim) == (16, 1, 8)
+    for key, value in G.state_dict().items():
+        assert torch.equal(value, full.G_ema.state_dict()[key]), key
+    assert (tmp_path / "full" / "samples" / "step-00000006.png").is_file()
+
+
+def test_resume_refuses_other_data_and_config_changes(images, tmp_path):
+    trainer = Trainer(tiny_config(), images, tmp_path)
+    trainer.train_step()
+    path = trainer.save_checkpoint()
+    with pytest.raises(ConfigError, match="different images"):
+        Trainer.resume(path, images.flip(0), tmp_path)
+    with pytest.raises(ConfigError, match="only change"):
+        Trainer.resume(path, images, tmp_path, batch=8)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError):
+        Trainer.resume(path, images, tmp_path)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="resolution"):
+        tiny_config(resolution=24)
+    with pytest.raises(ConfigError, match="batch"):
+        tiny_config(batch=6, mbstd_group=4)
+    with pytest.raises(ConfigError, match="augment"):
+        tiny_config(augment="sometimes")
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(train_command)
+    return app
+
+
+def test_cli_trains_resumes_and_refuses_to_overwrite(cli, images, tmp_path):
+    data = tmp_path / "data.npz"
+    np.savez(data, images=((images.numpy() + 1) / 2).astype(np.float32))
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--out", str(out), "--resolution", "16", "--batch", "4", "--z-dim", "8"]
+    args += ["--w-dim", "8", "--channel-base", "64", "--channel-max", "16", "--checkpoint-steps", "2"]
+    args += ["--threads", "1", "--no-progress"]
+    runner = CliRunner()
+    result = runner.invoke(cli, [*args, "--kimg", "0.008"])
+    assert result.exit_code == 0, result.output
+    G = brgm.load_generator(str(out / "generator.safetensors"))
+    assert G.img_shape == (16, 16)
+
+    again = runner.invoke(cli, [*args, "--kimg", "0.008"])
+    assert again.exit_code == 2 and "--resume" in again.output
+
+    resumed = runner.invoke(cli, [*args, "--kimg", "0.016", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "step 2" in resumed.output and "step 4" in resumed.output
+    assert [p.name for p in checkpoints.list_checkpoints(out / "checkpoints")][
+        -1
+    ] == "step-00000004.safetensors"
+
+    wrong = runner.invoke(cli, [*args, "--resolution", "32", "--out", str(tmp_path / "other")])
+    assert wrong.exit_code == 2 and "16×16" in wrong.output
+
+
+def test_load_images_checks_the_file(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=np.full((2, 1, 8, 8), 2.0, np.float32))
+    with pytest.raises(ShapeError, match=r"\[0, 1\]"):
+        load_images(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_images(tmp_path / "missing")
+    good = tmp_path / "train.npz"
+    np.savez(good, images=np.zeros((2, 1, 8, 8), np.float32))
+    assert load_images(tmp_path).min() == -1.0  # a folder means its train.npz; [0, 1] becomes [-1, 1]
