@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from brgm.cli.train import train
 from brgm.core.errors import BrgmError
 
 app = typer.Typer(
@@ -118,6 +119,9 @@ def compose(
         raise fail(str(err)) from None
     if code:
         raise typer.Exit(code)
+
+
+app.command()(train)
 
 
 def main() -> None:
