@@ -1,0 +1,120 @@
+"""The files a reconstruction run writes for each item, in the input's format (see :func:`write_outputs`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors.torch import save_file
+
+from brgm.core import figures, io
+from brgm.core.operators import ForwardModel
+
+if TYPE_CHECKING:
+    from brgm.core.problem import Problem
+    from brgm.core.solver import Result
+
+METRICS = ("psnr", "ssim", "rmse", "nmse")
+
+
+def _item(t: torch.Tensor, index: int, ndim: int) -> torch.Tensor:
+    """One item ``[*shape]`` (``ndim`` dims) of ``t``, given as the item itself, with a batch axis of 1, or
+    as the whole batch."""
+    if t.ndim == ndim:
+        return t
+    return t[index] if t.shape[0] > 1 else t[0]
+
+
+def observed_mask(forward_model: ForwardModel, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The observed-pixel mask ``[1, 1, *spatial]`` of an inpainting model (alone or followed by noise), for
+    images of ``shape`` ``[N, C, *spatial]``; None for any other forward model."""
+    members = forward_model.components
+    masks = [op for op in members if hasattr(op, "observed")]
+    if len(masks) != 1 or any(op is not masks[0] and not op.is_noise for op in members):
+        return None
+    return masks[0].observed(shape, "cpu").cpu()
+
+
+def item_metrics(image: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """``{"psnr", "ssim", "rmse", "nmse"}`` of one image ``[C, *spatial]`` against the truth, via
+    :mod:`brgm.metrics`."""
+    from brgm import metrics
+
+    pred, target = image[None].double(), truth[None].double()
+    return {name: float(getattr(metrics, name)(pred, target)[0]) for name in METRICS}
+
+
+def write_outputs(
+    out_dir: str | Path,
+    *,
+    name: str,
+    problem: Problem,
+    measurement: torch.Tensor,
+    result: Result,
+    index: int,
+    meta: io.Meta,
+    truth: torch.Tensor | None = None,
+) -> dict[str, dict[str, float]]:
+    """Write the outputs of item ``index`` of ``result`` into ``out_dir`` and return its metrics.
+
+    Files (``EXT`` is the input's format, from ``meta``; a DICOM series is a directory):
+
+    - ``{name}_recon.EXT``, ``{name}_baseline.EXT``: the reconstruction and the forward model's naive inverse
+      (clamped to [0, 1]) on the generator's grid, with ``meta``'s geometry (so volumes overlay the input);
+    - ``{name}_recon_input_grid.EXT``: for a volume that was fitted to the generator's grid
+      (:func:`brgm.core.io.fit_to_grid`), the reconstruction resampled back onto the input's grid and affine;
+    - ``{name}_measurement.EXT`` (``.npy`` for complex k-space);
+    - ``{name}_merged.EXT`` for inpainting: the observed pixels of the measurement, the reconstruction elsewhere;
+    - ``{name}_latents.safetensors``: ``ws [1, num_ws, w_dim]``;
+    - ``{name}_comparison.png`` (see :func:`brgm.core.figures.comparison_figure`) and ``{name}_energy.png``.
+
+    Args:
+        out_dir: the run's output directory (created if needed).
+        name: the item's file stem.
+        problem: the composed problem (its forward model and generator).
+        measurement: this item's measurement ``[*measurement_shape]``, or the batch ``[N, *measurement_shape]``.
+        result: the reconstruction of the batch the item belongs to.
+        index: the item's position in ``result``'s batch.
+        meta: the item's :class:`~brgm.core.io.Meta` on the generator's grid (as returned by ``fit_to_grid``),
+            or the measurement's when the input was a measurement.
+        truth: the ground truth ``[C, *spatial]`` (or ``[1, C, *spatial]``, or the batch) on the generator's
+            grid, in [0, 1]; enables the metrics and the truth and error columns.
+
+    Returns:
+        ``{"recon": {"psnr", "ssim", "rmse", "nmse"}, "baseline": {...}}`` against ``truth`` (floats; PSNR in dB),
+        or ``{}`` without a truth.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    recon = result.image[index]
+    baseline = result.baseline[index].clamp(0.0, 1.0)
+    y = _item(measurement.detach().cpu(), index, len(problem.measurement_shape))
+    ext = io.output_suffix(meta)
+
+    io.save(out / f"{name}_recon{ext}", recon, meta)
+    io.save(out / f"{name}_baseline{ext}", baseline, meta)
+    io.save(out / f"{name}_measurement{io.output_suffix(meta, is_complex=y.is_complex())}", y, meta)
+    if meta.fit is not None and meta.spatial_dims == 3:
+        native, source = io.back_to_input_grid(recon[None], meta)
+        io.save(out / f"{name}_recon_input_grid{io.output_suffix(source)}", native[0], source)
+    observed = observed_mask(problem.forward_model, (1, *recon.shape))
+    if observed is not None:
+        io.save(out / f"{name}_merged{ext}", torch.where(observed[0], y, recon), meta)
+    save_file({"ws": result.ws[index : index + 1].contiguous()}, out / f"{name}_latents.safetensors")
+
+    metrics: dict[str, dict[str, float]] = {}
+    if truth is not None:
+        target = _item(truth.detach().cpu(), index, recon.ndim).to(recon.dtype)
+        metrics = {"recon": item_metrics(recon, target), "baseline": item_metrics(baseline, target)}
+    figures.comparison_figure(
+        out / f"{name}_comparison.png",
+        measurement=y,
+        baseline=baseline,
+        recon=recon,
+        truth=None if truth is None else target,
+        metrics=metrics,
+        title=f"{name}: {problem.forward_model.name}",
+    )
+    figures.energy_figure(out / f"{name}_energy.png", result.history, index)
+    return metrics
