@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 COLIN_PACKAGE = "mricron-data"
@@ -37,6 +38,7 @@ WHITE_PERCENTILE = 99.5  # brain intensity percentile mapped to 1.0
 HOLDOUT_EVERY = 8  # every 8th brain slice is held out ...
 HOLDOUT_OFFSET = 4  # ... starting at this one (so that the first held-out slice is not the extreme edge)
 GUARD = 1  # ... and this many neighbours on each side are dropped from training
+SAMPLES = 4  # held-out slices also written as PNG: evenly spaced, the outermost excluded
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,19 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def save_png16(image: np.ndarray, path: Path) -> None:
+    """``image [H, W]`` in [0, 1] as a 16-bit grayscale PNG (value ``round(x · 65535)``)."""
+    Image.fromarray(np.round(image * 65535).astype(np.uint16)).save(path)
+
+
+def sample_positions(count: int) -> np.ndarray:
+    """``SAMPLES`` evenly spaced positions in 0..count-1, without the two ends."""
+    return np.round(np.linspace(0, count - 1, SAMPLES + 2)[1:-1]).astype(int)
+
+
 def build(out: Path) -> dict[str, np.ndarray]:
-    """Write ``train.npz``, ``test_in_subject.npz``, ``test_out_of_subject.npz`` and ``PROVENANCE.md`` to ``out``.
+    """Write ``train.npz``, ``test_in_subject.npz``, ``test_out_of_subject.npz``, ``PROVENANCE.md`` and
+    ``samples/heldout-<slice_index>.png`` (``SAMPLES`` of the in-subject held-out slices) to ``out``.
 
     Each npz holds ``images [N, 1, 64, 64]`` float32 in [0, 1] and ``slice_index [N]`` (the axial voxel index in
     the RAS-reoriented source volume). Returns the arrays by split name.
@@ -136,6 +149,10 @@ def build(out: Path) -> dict[str, np.ndarray]:
     for name, (volume, z) in splits.items():
         arrays[name] = axial_slices(volume, z)
         np.savez_compressed(out / f"{name}.npz", images=arrays[name], slice_index=z.astype(np.int64))
+    (out / "samples").mkdir(exist_ok=True)
+    held_out, held_out_z = arrays["test_in_subject"], splits["test_in_subject"][1]
+    for i in sample_positions(len(held_out)):
+        save_png16(held_out[i, 0], out / "samples" / f"heldout-{held_out_z[i]:03d}.png")
     (out / "PROVENANCE.md").write_text(_provenance(colin, itk, splits))
     return arrays
 
@@ -183,6 +200,8 @@ Each file holds `images` (float32 `[N, 1, {RESOLUTION}, {RESOLUTION}]`, intensit
    {HOLDOUT_OFFSET}, {HOLDOUT_OFFSET + HOLDOUT_EVERY}, …) is held out as `test_in_subject`; its {GUARD} neighbour(s) on each side are
    dropped (adjacent 1 mm slices are nearly identical); the rest is `train`. Every ITK brain slice (2 mm apart)
    is `test_out_of_subject`.
+6. `samples/heldout-<slice_index>.png`: {SAMPLES} evenly spaced `test_in_subject` slices (the outermost two
+   excluded), as 16-bit grayscale PNG (value = round(intensity · 65535)).
 
 ## Limits
 

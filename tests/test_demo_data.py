@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_demo_data.py"
 _spec = importlib.util.spec_from_file_location("make_demo_data", SCRIPT)
@@ -87,3 +88,18 @@ def test_deterministic_and_documented(built, tmp_path):
     assert provenance == (tmp_path / "PROVENANCE.md").read_text()
     for needle in ("mricron-data", "insighttoolkit5-examples", "BSD-3-Clause", "Apache-2.0", "ch2bet.nii.gz"):
         assert needle in provenance
+
+
+@needs_sources
+def test_held_out_sample_pngs_are_exact_16_bit_copies(built):
+    out, arrays = built
+    index = np.load(out / "test_in_subject.npz")["slice_index"].tolist()
+    pngs = sorted((out / "samples").glob("heldout-*.png"))
+    assert len(pngs) == make_demo_data.SAMPLES
+    positions = [index.index(int(p.stem.split("-")[1])) for p in pngs]
+    assert positions == make_demo_data.sample_positions(len(index)).tolist()
+    assert 0 not in positions and len(index) - 1 not in positions
+    for path, i in zip(pngs, positions, strict=True):
+        with Image.open(path) as im:
+            pixels = np.asarray(im).astype(np.float64) / 65535
+        np.testing.assert_allclose(pixels, arrays["test_in_subject"][i, 0], atol=0.5 / 65535 + 1e-7)
