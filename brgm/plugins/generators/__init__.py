@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from brgm import hookimpl
+from brgm.core.generator import GeneratorSource
+from brgm.plugins.generators import sources
 
 
 @hookimpl
-def register_generators() -> list[type]:
-    return []
+def register_generators() -> list[type[GeneratorSource]]:
+    return [
+        sources.CheckpointFile,
+        sources.RandomStyleGAN2,
+        sources.StyleGAN2FFHQ,
+        sources.StyleGAN2XRay,
+        sources.StyleGAN2Brains,
+    ]
