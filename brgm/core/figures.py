@@ -7,8 +7,8 @@
 - :func:`energy_figure`: every energy term against the step (log y when all values are positive), with the
   learning rate on a second axis.
 
-Volumes are ``[C, D, H, W]`` in RAS+ order (see :mod:`brgm.core.io`) and are shown in the usual radiological
-views with superior (or anterior, for axial slices) up.
+Volumes are ``[C, D, H, W]`` in RAS+ order (see :mod:`brgm.core.io`); their slices are shown with superior up
+(anterior up in axial slices) and the patient's right on the right (neurological convention).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def energy_figure(path: str | Path, history: Mapping[str, torch.Tensor], index: 
         lr_axis = ax.twinx()
         lr_axis.plot(steps, _as_array(history["lr"]), color="0.5", linestyle="--", linewidth=1.0)
         lr_axis.set_ylabel("learning rate (dashed)", color="0.4")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(Path(path), dpi=100)
     return Path(path)

@@ -33,7 +33,7 @@ def observed_mask(forward_model: ForwardModel, shape: tuple[int, ...]) -> torch.
     masks = [op for op in members if hasattr(op, "observed")]
     if len(masks) != 1 or any(op is not masks[0] and not op.is_noise for op in members):
         return None
-    return masks[0].observed(shape, "cpu").cpu()
+    return masks[0].observed(shape, "cpu")
 
 
 def item_metrics(image: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
