@@ -95,6 +95,45 @@ def test_the_training_generator_g_differs_from_g_ema(fixture_dir: Path, referenc
         assert "mapping.w_avg" in differing and "synthesis.b4.const" in differing
 
 
+def tf_networks(fixture_dir: Path) -> tuple:
+    with open(fixture_dir / "network-tf.pkl", "rb") as f:
+        return safe_load(f, "tf")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda gs: gs.state.update(version=3), "version 3 \\(StyleGAN1\\?\\)"),
+        (
+            lambda gs: gs.state["static_kwargs"].update(fmap_decay=0.5),
+            "unknown TensorFlow generator kwarg\\(s\\) fmap_decay",
+        ),
+        (lambda gs: gs.state["static_kwargs"].update(base_size=[5, 6, 7]), "a 3D-StyleGAN TensorFlow pickle"),
+        (
+            lambda gs: gs.components["synthesis"].state["variables"].pop(),
+            "no variable 'synthesis/32x32/ToRGB/bias'",
+        ),
+        (
+            lambda gs: gs.state["variables"].append(("extra", np.zeros(2))),
+            "variables brgm cannot place: extra",
+        ),
+    ],
+)
+def test_tf_pickles_brgm_cannot_convert_are_clear_errors(fixture_dir: Path, edit: Any, message: str) -> None:
+    g, d, gs = tf_networks(fixture_dir)
+    convert_tf((g, d, gs), "tf")  # converts before the edit
+    edit(gs)
+    with pytest.raises(CheckpointError, match=message):
+        convert_tf((g, d, gs), "tf")
+
+
+def test_tf_ignores_lod_and_run_time_kwargs(fixture_dir: Path, reference: dict) -> None:
+    g, d, gs = tf_networks(fixture_dir)
+    gs.state["static_kwargs"].update(truncation_psi=0.5, structure="auto")
+    gs.state["variables"] = [(n, np.float32(7) if n == "lod" else v) for n, v in gs.variables]
+    assert_same_tensors(convert_tf((g, d, gs), "tf")[1], reference)
+
+
 @pytest.mark.parametrize("name", PICKLES)
 def test_loaded_pickle_reproduces_nvidias_images(fixture_dir: Path, name: str) -> None:
     cases = np.load(fixture_dir / "cases.npz")
@@ -348,6 +387,13 @@ def test_embedded_module_source_is_never_executed(tmp_path: Path, persistence: t
         {"z_dim": 3},
     )
     assert not marker.exists()
+
+
+def test_network_pickles_without_g_ema_are_refused(tmp_path: Path, persistence: types.ModuleType) -> None:
+    path = tmp_path / "g-only.pkl"
+    path.write_bytes(pickle.dumps({"G": persistent(persistence, "Generator", {}), "D": None}))
+    with pytest.raises(CheckpointError, match=r"without a 'G_ema' generator \(keys: G, D\)"):
+        read_checkpoint(path)
 
 
 def test_stylegan3_generators_are_refused(tmp_path: Path, persistence: types.ModuleType) -> None:

@@ -54,8 +54,12 @@ class TFNetwork:
     """A ``dnnlib.tflib.network.Network`` of a TensorFlow pickle: the dict its ``__getstate__`` wrote
     (``version``, ``name``, ``static_kwargs``, ``components``, ``build_func_name``, ``variables``)."""
 
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {}
+    state: dict[str, Any]
+
+    def __new__(cls, *args: Any) -> TFNetwork:  # pickle's NEWOBJ calls this, not __init__
+        network = super().__new__(cls)
+        network.state = {}
+        return network
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, dict):
