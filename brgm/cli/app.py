@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from brgm.cli.simulate import simulate
 from brgm.cli.train import train
 from brgm.core.errors import BrgmError
 
@@ -74,7 +75,9 @@ def compose(
     overrides: OverridesArg = None,
     inputs: Annotated[
         list[Path] | None,
-        typer.Option("--input", "-i", help="Measurement or clean image/volume; a directory or repeated for a batch."),
+        typer.Option(
+            "--input", "-i", help="Measurement or clean image/volume; a directory or repeated for a batch."
+        ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out"),
     truth: Annotated[
@@ -90,7 +93,9 @@ def compose(
     steps: Annotated[int | None, typer.Option(help="Optimisation steps (solver.steps).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for simulated measurements and the solver.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and exit.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the resolved configuration and exit.")
+    ] = False,
 ) -> None:
     """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s)."""
     from brgm.cli.run import run_compose
@@ -121,6 +126,7 @@ def compose(
         raise typer.Exit(code)
 
 
+app.command()(simulate)
 app.command()(train)
 
 

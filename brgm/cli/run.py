@@ -40,7 +40,9 @@ def expand_inputs(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir() and not any(path.glob("*.dcm")):
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES)))
+            files.extend(
+                sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES))
+            )
         else:
             files.append(path)
     return files
@@ -80,19 +82,19 @@ def prepare(path: Path, problem: Problem, truth: Path | None, input_kind: str, s
     else:
         if x.is_complex():
             raise ShapeError(f"{path}: a complex array cannot be a clean image; use --input-kind measurement")
-        clean, meta, report = io.fit_to_grid(x, image_shape[1:], meta)
-        if clean.shape[1] != image_shape[0]:
-            raise ShapeError(f"{path}: {clean.shape[1]} channels, the generator makes {image_shape[0]}")
+        clean, meta, report = io.fit_to_grid(x, image_shape[1:], meta, channels=image_shape[0])
         if report:
             notes.append(f"{path.name}: {report}")
         generator = torch.Generator().manual_seed(seed)
         y = problem.forward_model.simulate(clean.to(torch.float32), generator)
-        notes.append(f"{path.name} is a clean image: measurement simulated with fwd={problem.forward_model.name}, seed {seed}")
+        notes.append(
+            f"{path.name} is a clean image: measurement simulated with fwd={problem.forward_model.name}, seed {seed}"
+        )
     y = problem.check_measurement(y)
     truth_path = truth_for(path, truth)
     if truth_path is not None:
         t = io.load(truth_path)
-        truth_image, _, report = io.fit_to_grid(t.data, image_shape[1:], t.meta)
+        truth_image, _, report = io.fit_to_grid(t.data, image_shape[1:], t.meta, channels=image_shape[0])
         if report:
             notes.append(f"truth {truth_path.name}: {report}")
     elif clean is not None:
@@ -159,7 +161,10 @@ def run_compose(
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if failed:
         (out / "failed.json").write_text(json.dumps(failed, indent=2) + "\n")
-    console.print(f"wrote {len(items)} reconstruction(s) to {out}" + (f"; {len(failed)} input(s) failed" if failed else ""))
+    console.print(
+        f"wrote {len(items)} reconstruction(s) to {out}"
+        + (f"; {len(failed)} input(s) failed" if failed else "")
+    )
     return 1 if failed else 0
 
 
@@ -170,6 +175,10 @@ def _solve(problem: Problem, y: torch.Tensor, seed: int) -> Result:
         task = progress.add_task(f"reconstructing {y.shape[0]}", total=steps)
 
         def update(step: int, total: int, energies: dict[str, float]) -> None:
-            progress.update(task, completed=step, description=f"reconstructing {y.shape[0]}: energy {energies['total']:.4g}")
+            progress.update(
+                task,
+                completed=step,
+                description=f"reconstructing {y.shape[0]}: energy {energies['total']:.4g}",
+            )
 
         return reconstruct(problem, y, seed=seed, progress=update)
