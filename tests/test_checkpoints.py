@@ -474,9 +474,12 @@ def test_foreign_files_are_clear_errors(tmp_path: Path, content: bytes, message:
         read_checkpoint(path)
 
 
-def test_plain_safetensors_without_configuration_is_refused(fixture_dir: Path) -> None:
+def test_safetensors_without_configuration_is_refused(tmp_path: Path) -> None:
+    save_file(
+        {"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.safetensors", metadata={"format": "pt"}
+    )
     with pytest.raises(CheckpointError, match="without brgm's generator configuration"):
-        read_checkpoint(fixture_dir / "state_dict.safetensors")
+        read_checkpoint(tmp_path / "other.safetensors")
 
 
 def test_safetensors_of_a_newer_format_version_is_refused(tmp_path: Path) -> None:
