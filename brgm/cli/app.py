@@ -15,6 +15,7 @@ from rich.table import Table
 
 from brgm.cli.simulate import simulate
 from brgm.cli.train import train
+from brgm.cli.weights import app as weights_app
 from brgm.core.errors import BrgmError
 
 app = typer.Typer(
@@ -127,6 +128,7 @@ def compose(
 
 
 app.command()(simulate)
+app.add_typer(weights_app, name="weights")
 app.command()(train)
 
 
