@@ -14,7 +14,7 @@ from brgm.core.generator import NoiseMode
 from brgm.plugins.generators.stylegan2.bias_act import bias_act_
 from brgm.plugins.generators.stylegan2.config import ACTIVATION_GAINS
 from brgm.plugins.generators.stylegan2.modulated_conv import modulated_conv
-from brgm.plugins.generators.stylegan2.resample import CONV, filter_taps, upsample
+from brgm.plugins.generators.stylegan2.resample import CONV, upsample
 
 
 class FullyConnectedLayer(nn.Module):
@@ -116,9 +116,16 @@ class SynthesisLayer(nn.Module):
         gain: float = 1.0,
     ) -> torch.Tensor:
         """``x [N, in, *shape/up]``, ``w [N, w_dim]`` -> ``[N, out, *shape]``."""
-        taps = filter_taps(self.resample_filter) if self.up > 1 else None
         styles = self.affine(w)
-        x = modulated_conv(x, self.weight, styles, up=self.up, taps=taps, up_gain=self.up_gain, fused=fused)
+        x = modulated_conv(
+            x,
+            self.weight,
+            styles,
+            up=self.up,
+            resample_filter=self.resample_filter,
+            up_gain=self.up_gain,
+            fused=fused,
+        )
         if noise is not None:
             x = x.add_(noise * self.noise_strength)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
@@ -181,6 +188,6 @@ class SkipLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, *, gain: float = 1.0) -> torch.Tensor:
         x = CONV[x.ndim - 2](x, self.weight * self.weight_gain)
-        x = upsample(x, filter_taps(self.resample_filter), self.up_gain)
+        x = upsample(x, self.resample_filter, self.up_gain)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act_(x, None, gain=gain, clamp=clamp)

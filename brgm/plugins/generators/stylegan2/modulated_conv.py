@@ -13,21 +13,21 @@ def conv_resample(
     *,
     groups: int = 1,
     up: int = 1,
-    taps: torch.Tensor | None = None,
+    resample_filter: torch.Tensor | None = None,
     up_gain: float = 4.0,
 ) -> torch.Tensor:
     """Convolve ``x [N, G·I, *spatial]`` with ``weight [G·O, I, *k]`` (``k`` odd), optionally up-sampling by ``up``.
 
     ``up == 1``: correlation with ``k // 2`` zero padding (``F.conv*d``), same size out. ``up > 1``: a transposed
-    convolution with stride ``up`` that applies ``weight`` as a true convolution, then the FIR ``taps [fw]`` with
-    DC gain ``up_gain``; output ``up`` times larger (NVIDIA's ``conv2d_resample`` with ``flip_weight=False``).
+    convolution with stride ``up`` that applies ``weight`` as a true convolution, then the FIR ``resample_filter
+    [fw, ...]`` with DC gain ``up_gain``; output ``up`` times larger (NVIDIA's ``conv2d_resample`` with ``flip_weight=False``).
     """
     spatial_dims = x.ndim - 2
     k = weight.shape[-1]
     if up == 1:
         return CONV[spatial_dims](x, weight, padding=k // 2, groups=groups)
-    assert taps is not None, "up-sampling needs the FIR taps"
-    fw = taps.numel()
+    assert resample_filter is not None, "up-sampling needs the FIR filter"
+    fw = resample_filter.shape[0]
     p0 = k // 2 + (fw + up - 1) // 2 - (k - 1)
     p1 = k // 2 + (fw - up) // 2 - (k - up)
     pt = max(-max(p0, p1), 0)
@@ -36,7 +36,7 @@ def conv_resample(
     weight = weight.reshape(groups, out_ch // groups, in_ch, *kernel).transpose(1, 2)
     weight = weight.reshape(groups * in_ch, out_ch // groups, *kernel)
     x = CONV_TRANSPOSE[spatial_dims](x, weight, stride=up, padding=pt, groups=groups)
-    return upfirdn(x, taps, padding=(p0 + pt, p1 + pt), gain=up_gain)
+    return upfirdn(x, resample_filter, padding=(p0 + pt, p1 + pt), gain=up_gain)
 
 
 def demodulation(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ def modulated_conv(
     *,
     demodulate: bool = True,
     up: int = 1,
-    taps: torch.Tensor | None = None,
+    resample_filter: torch.Tensor | None = None,
     up_gain: float = 4.0,
     fused: bool = True,
 ) -> torch.Tensor:
@@ -68,12 +68,25 @@ def modulated_conv(
     ones = [1] * (x.ndim - 2)
     dcoefs = demodulation(weight, styles) if demodulate else None
     if not fused:
-        x = conv_resample(x * styles.reshape(n, in_ch, *ones), weight, up=up, taps=taps, up_gain=up_gain)
+        x = conv_resample(
+            x * styles.reshape(n, in_ch, *ones),
+            weight,
+            up=up,
+            resample_filter=resample_filter,
+            up_gain=up_gain,
+        )
         return x if dcoefs is None else x * dcoefs.reshape(n, out_ch, *ones)
     coefs = (
         styles.reshape(n, 1, in_ch) if dcoefs is None else styles.reshape(n, 1, in_ch) * dcoefs.unsqueeze(2)
     )
     w = weight.unsqueeze(0) * coefs.reshape(*coefs.shape, *[1] * (weight.ndim - 2))
     w = w.reshape(n * out_ch, in_ch, *weight.shape[2:])
-    x = conv_resample(x.reshape(1, n * in_ch, *x.shape[2:]), w, groups=n, up=up, taps=taps, up_gain=up_gain)
+    x = conv_resample(
+        x.reshape(1, n * in_ch, *x.shape[2:]),
+        w,
+        groups=n,
+        up=up,
+        resample_filter=resample_filter,
+        up_gain=up_gain,
+    )
     return x.reshape(n, out_ch, *x.shape[2:])

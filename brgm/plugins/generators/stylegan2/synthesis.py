@@ -17,7 +17,7 @@ from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.generator import Generator, NoiseMode
 from brgm.plugins.generators.stylegan2.config import SynthesisConfig
 from brgm.plugins.generators.stylegan2.layers import SkipLayer, SynthesisLayer, ToRGBLayer
-from brgm.plugins.generators.stylegan2.resample import filter_taps, setup_filter, upsample
+from brgm.plugins.generators.stylegan2.resample import setup_filter, upsample
 
 SQRT_HALF = 0.5**0.5
 
@@ -104,7 +104,7 @@ class SynthesisBlock(nn.Module):
             for layer, w_layer, noise in zip(self.convs, w, noises, strict=False):
                 x = layer(x, w_layer, noise, fused=fused)
         if img is not None and self.architecture == "skip":
-            img = upsample(img, filter_taps(self.resample_filter), self.up_gain)
+            img = upsample(img, self.resample_filter, self.up_gain)
         if self.num_torgb:
             y = self.torgb(x, w[self.num_conv], fused=fused).to(ws.dtype)
             img = img.add_(y) if img is not None else y
