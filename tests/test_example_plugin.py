@@ -69,4 +69,6 @@ def test_compose_runs_with_the_example_forward_model_and_prior(env: dict[str, st
     config = json.loads((out / "config.json").read_text())
     assert config["fwd"] == [{"name": "row_skip", "step": 3}]
     assert [p["name"] for p in config["prior"]] == ["gaussian", "sphere"]
-    assert (out / "clean_recon.npy").exists() or any(out.glob("clean_recon.*"))
+    assert np.load(out / "clean_recon.npy").shape == (1, 8, 8)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["clean"]) == {"recon", "baseline"}
