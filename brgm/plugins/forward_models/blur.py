@@ -8,22 +8,19 @@ from typing import ClassVar
 import attrs
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.operators import LinearForwardModel, check_image_shape, check_real, check_real_image
 from brgm.core.params import interval, one_of
 from brgm.plugins.forward_models import kernels
 from brgm.plugins.forward_models.cache import TensorCache
+from brgm.plugins.forward_models.convolution import convolve_valid, convolve_valid_adjoint, kernel_spectrum
 from brgm.plugins.forward_models.files import read_array
 from brgm.plugins.forward_models.padding import MODES, Padding
 from brgm.plugins.forward_models.params import array_or_name, existing_file, integer
 
 KERNELS = ("gaussian", "box", "motion")
 _ACCEPTED = f"one of {', '.join(map(repr, KERNELS))}, a .npy or image file, or an array"
-
-_CONV = {2: F.conv2d, 3: F.conv3d}
-_CONV_T = {2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -40,8 +37,9 @@ class Blur(TensorCache, LinearForwardModel):
       path on every slice of a volume).
     - a ``.npy`` file, an image file (grey levels) or an array: its dimensionality must match the input's.
 
-    The adjoint is the transposed convolution followed by the transpose of the padding, so it is exact for
-    every padding. The naive inverse is the blurred image itself.
+    The convolution runs through the FFT (:mod:`~brgm.plugins.forward_models.convolution`), whose cost does not
+    grow with the kernel size. The adjoint is the transposed convolution followed by the transpose of the
+    padding, so it is exact for every padding. The naive inverse is the blurred image itself.
     """
 
     name: ClassVar[str] = "blur"
@@ -85,31 +83,28 @@ class Blur(TensorCache, LinearForwardModel):
 
     def _tensors_for(
         self, spatial: tuple[int, ...], device: torch.device, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, Padding]:
-        """The flipped kernel ``[1, 1, *k]`` (conv layers correlate) and the padding for ``spatial``."""
+    ) -> tuple[torch.Tensor, tuple[int, ...], Padding]:
+        """The kernel's spectrum at the padded size, the kernel shape, and the padding for ``spatial``."""
 
-        def build() -> tuple[torch.Tensor, Padding]:
+        def build() -> tuple[torch.Tensor, tuple[int, ...], Padding]:
             kernel = self.kernel_array(len(spatial))
             widths = [((k - 1) // 2, k // 2) for k in kernel.shape]
-            weight = torch.as_tensor(np.flip(kernel).copy(), dtype=dtype, device=device)
-            return weight[None, None], Padding.build(self.padding, spatial, widths, device)
+            padded = [n + k - 1 for n, k in zip(spatial, kernel.shape, strict=True)]
+            spectrum = kernel_spectrum(torch.as_tensor(kernel, dtype=dtype, device=device), padded)
+            return spectrum, kernel.shape, Padding.build(self.padding, spatial, widths, device)
 
         return self.cached((spatial, device, dtype), build)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_real_image(self, x)
-        n, c, *spatial = x.shape
-        weight, pad = self._tensors_for(tuple(spatial), x.device, x.dtype)
-        y = _CONV[len(spatial)](pad(x.reshape(n * c, 1, *spatial)), weight)
-        return y.reshape(x.shape)
+        spectrum, kernel_shape, pad = self._tensors_for(tuple(x.shape[2:]), x.device, x.dtype)
+        return convolve_valid(pad(x), spectrum, kernel_shape)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         check_real(self, y, "measurements")
         self.output_shape(y.shape)
-        n, c, *spatial = y.shape
-        weight, pad = self._tensors_for(tuple(spatial), y.device, y.dtype)
-        x = pad.adjoint(_CONV_T[len(spatial)](y.reshape(n * c, 1, *spatial), weight))
-        return x.reshape(y.shape)
+        spectrum, kernel_shape, pad = self._tensors_for(tuple(y.shape[2:]), y.device, y.dtype)
+        return pad.adjoint(convolve_valid_adjoint(y, spectrum, kernel_shape))
 
     def naive_inverse(self, y: torch.Tensor) -> torch.Tensor:
         check_real(self, y, "measurements")
