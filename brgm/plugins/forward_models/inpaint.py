@@ -23,7 +23,7 @@ _ACCEPTED = f"one of {', '.join(map(repr, GENERATED))}, a mask image or .npy fil
 
 @attrs.define(kw_only=True, eq=False)
 class Inpaint(TensorCache, LinearForwardModel):
-    """Inpainting: missing pixels (a half, boxes, brush strokes, random pixels or a mask file) set to ``fill``.
+    """Inpainting: missing pixels (a half, boxes, brush strokes, random pixels or a mask file) set to fill.
 
     ``y = m ⊙ x + (1 − m)·fill`` on ``x [N, C, *spatial]``, with one mask ``m [*spatial]`` shared by every
     image and channel (True = observed). ``missing`` selects it:

@@ -26,7 +26,7 @@ def _optional_fractions(value: object) -> tuple[float, ...] | None:
 
 @attrs.define(kw_only=True, eq=False)
 class KSpace(TensorCache, LinearForwardModel):
-    """MRI: undersampled Cartesian k-space ``y = M·F(S·x)`` with fastMRI masks, single- or multi-coil, 2D/3D.
+    """MRI: undersampled Cartesian k-space y = M·F(S·x) with fastMRI masks, single- or multi-coil, 2D/3D.
 
     ``F`` is the centred orthonormal FFT over every spatial axis, ``M`` a sampling mask on the phase-encode grid
     and ``S`` the coil sensitivities. Shapes: single-coil ``x [N, C, *spatial] -> y [N, C, *spatial]`` (complex,

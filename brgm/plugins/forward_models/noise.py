@@ -53,7 +53,7 @@ class NoiseModel(LinearForwardModel):
 
 @attrs.define(kw_only=True, eq=False)
 class GaussianNoise(NoiseModel):
-    """Additive white Gaussian noise of standard deviation ``sigma`` (per real and imaginary part for k-space).
+    """Additive white Gaussian noise of standard deviation sigma (per real and imaginary part for k-space).
 
     ``y + σ·ε``, ``ε ~ N(0, 1)``; on complex k-space the real and imaginary parts each get ``σ·N(0, 1)``, so
     the magnitude of zero-filled single-coil data is Rician with the same ``sigma``. ``sigma`` is in intensity
@@ -73,7 +73,7 @@ class GaussianNoise(NoiseModel):
 
 @attrs.define(kw_only=True, eq=False)
 class PoissonNoise(NoiseModel):
-    """Poisson (shot) noise: ``gain · Poisson(y / gain)``, so ``1/gain`` photons make up intensity 1.
+    """Poisson (shot) noise: gain · Poisson(y / gain), so 1/gain photons make up intensity 1.
 
     The mean is ``y`` and the variance ``gain·y``; negative intensities (ringing of bicubic resampling) count
     as zero. Real measurements only.
@@ -91,7 +91,7 @@ class PoissonNoise(NoiseModel):
 
 @attrs.define(kw_only=True, eq=False)
 class RicianNoise(NoiseModel):
-    """Rician noise of magnitude MRI: ``|y + σ·(ε₁ + i·ε₂)|`` with independent ``ε₁, ε₂ ~ N(0, 1)``.
+    """Rician noise of magnitude MRI: |y + σ·(ε₁ + i·ε₂)| with independent ε₁, ε₂ ~ N(0, 1).
 
     Real (magnitude) measurements only; ``sigma`` is the standard deviation of each underlying Gaussian.
     """
