@@ -112,7 +112,7 @@ class SynthesisLayer(nn.Module):
         w: torch.Tensor,
         noise: torch.Tensor | None = None,
         *,
-        fused: bool = True,
+        fused: bool = False,
         gain: float = 1.0,
     ) -> torch.Tensor:
         """``x [N, in, *shape/up]``, ``w [N, w_dim]`` -> ``[N, out, *shape]``."""
@@ -156,7 +156,7 @@ class ToRGBLayer(nn.Module):
         self.weight.copy_(torch.randn(self.weight.shape, generator=generator))
         self.bias.zero_()
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, *, fused: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, *, fused: bool = False) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv(x, self.weight, styles, demodulate=False, fused=fused)
         return bias_act_(x, self.bias, clamp=self.conv_clamp)

@@ -54,7 +54,7 @@ def modulated_conv(
     up: int = 1,
     resample_filter: torch.Tensor | None = None,
     up_gain: float = 4.0,
-    fused: bool = True,
+    fused: bool = False,
 ) -> torch.Tensor:
     """``x [N, I, *spatial]``, ``weight [O, I, *k]``, ``styles [N, I]`` -> ``[N, O, *up·spatial]``.
 

@@ -91,7 +91,7 @@ class SynthesisBlock(nn.Module):
         ws: torch.Tensor,
         noises: Sequence[torch.Tensor | None],
         *,
-        fused: bool = True,
+        fused: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         w = ws.unbind(dim=1)
         if x is None:
@@ -158,7 +158,7 @@ class SynthesisNetwork(nn.Module):
         noise_mode: NoiseMode = "const",
         *,
         generator: torch.Generator | None = None,
-        fused: bool = True,
+        fused: bool = False,
         checkpoint: bool = False,
         autocast_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
