@@ -7,12 +7,18 @@ images ``[N, C, H, W]`` and 3 for volumes ``[N, C, D, H, W]``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from brgm.core.errors import ConfigError
+
 NoiseMode = Literal["const", "random", "none"]
+#: the ``autocast`` setting of sources and of the solver -> the dtype synthesis runs in (None: full precision)
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Generator(nn.Module):
@@ -25,6 +31,10 @@ class Generator(nn.Module):
         img_channels: channels of the output.
         img_shape: spatial size of the output, ``(H, W)`` or ``(D, H, W)``.
         spatial_dims: 2 or 3.
+
+    Generators that can trade compute for memory also have the attributes ``checkpoint: bool`` (recompute
+    activations in the backward pass) and ``autocast_dtype: torch.dtype | None`` (run synthesis under
+    ``torch.autocast``), read by ``synthesis`` on every call; :meth:`memory_options` sets them for a while.
     """
 
     z_dim: int
@@ -70,6 +80,32 @@ class Generator(nn.Module):
         self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: NoiseMode = "const"
     ) -> torch.Tensor:
         return self.synthesis(self.mapping(z, truncation_psi=truncation_psi), noise_mode=noise_mode)
+
+    @contextlib.contextmanager
+    def memory_options(
+        self, *, checkpoint: bool = False, autocast_dtype: torch.dtype | None = None
+    ) -> Iterator[None]:
+        """Within the block, switch on activation checkpointing and/or autocast to ``autocast_dtype``
+        (``torch.bfloat16`` or ``torch.float16``); False / None keep the generator's own setting, which comes
+        back on exit. Asking a generator without the ``checkpoint`` / ``autocast_dtype`` attributes for either
+        is a :class:`~brgm.core.errors.ConfigError`, raised before anything runs."""
+        if not checkpoint and autocast_dtype is None:
+            yield
+            return
+        if not (hasattr(self, "checkpoint") and hasattr(self, "autocast_dtype")):
+            raise ConfigError(
+                f"{type(self).__name__} supports neither activation checkpointing nor autocast; "
+                "use solver.checkpoint=false solver.autocast=none with this generator"
+            )
+        if autocast_dtype not in (None, torch.bfloat16, torch.float16):
+            raise ConfigError(f"autocast_dtype must be torch.bfloat16 or torch.float16, got {autocast_dtype}")
+        saved = self.checkpoint, self.autocast_dtype
+        self.checkpoint = saved[0] or checkpoint
+        self.autocast_dtype = autocast_dtype or saved[1]
+        try:
+            yield
+        finally:
+            self.checkpoint, self.autocast_dtype = saved
 
     def describe(self) -> dict[str, object]:
         """The contract's attributes, for configuration files and ``brgm plugins``."""

@@ -7,6 +7,9 @@ fraction of the steps and a cosine ramp-down over the last ``rampdown`` fraction
 
 and ``"constant"`` is BRGM-PyTorch's. Latents start at the mean of ``w`` (from ``G.w_stats``) tiled over the
 ``num_ws`` layers, optionally plus BRGM-TF's single scalar jitter ``N(0, (init_jitter·σ)²)`` per image.
+
+``checkpoint`` and ``autocast`` trade compute or precision for memory during the solve (3D volumes): they are
+applied to the generator through :meth:`~brgm.core.generator.Generator.memory_options`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import attrs
 import torch
 
 from brgm.core.errors import NonFiniteEnergyError
+from brgm.core.generator import AUTOCAST_DTYPES
 from brgm.core.params import interval, one_of, to_tuple
 from brgm.core.problem import Problem
 from brgm.core.terms import Latents
@@ -48,6 +52,10 @@ class SolverConfig:
     eps: float = attrs.field(default=1e-8, converter=float, validator=interval(0, open_lo=True))
     init_jitter: float = attrs.field(default=0.0, converter=float, validator=interval(0))
     batch_size: int = attrs.field(default=8, converter=int, validator=interval(1, 4096))
+    #: recompute the generator's activations in the backward pass instead of storing them
+    checkpoint: bool = attrs.field(default=False, validator=one_of((False, True)))
+    #: run synthesis under autocast: "none", "bf16" or "fp16"
+    autocast: str = attrs.field(default="none", validator=one_of(tuple(AUTOCAST_DTYPES)))
 
 
 def learning_rate(step: int, config: SolverConfig) -> float:
@@ -111,13 +119,17 @@ class MAPSolver(Solver):
         y = problem.check_measurement(y).to(problem.device)
         generator = torch.Generator().manual_seed(seed)
         images, latents, histories = [], [], []
-        for start in range(0, y.shape[0], cfg.batch_size):
-            chunk = y[start : start + cfg.batch_size]
-            ws0 = self.initial_latents(problem, chunk.shape[0], generator)
-            image, ws, history = self._solve_chunk(problem, chunk, ws0, progress)
-            images.append(image)
-            latents.append(ws)
-            histories.append(history)
+        memory = problem.generator.memory_options(
+            checkpoint=cfg.checkpoint, autocast_dtype=AUTOCAST_DTYPES[cfg.autocast]
+        )
+        with memory:
+            for start in range(0, y.shape[0], cfg.batch_size):
+                chunk = y[start : start + cfg.batch_size]
+                ws0 = self.initial_latents(problem, chunk.shape[0], generator)
+                image, ws, history = self._solve_chunk(problem, chunk, ws0, progress)
+                images.append(image)
+                latents.append(ws)
+                histories.append(history)
         history = {k: torch.cat([h[k] for h in histories], dim=1) for k in histories[0] if k != "lr"}
         history["lr"] = histories[0]["lr"]
         with torch.no_grad():
