@@ -37,7 +37,10 @@ def train(
     gamma: Annotated[float | None, typer.Option(help="R1 weight (default 0.0002·resolution²/batch).")] = None,
     augment: Annotated[str, typer.Option(help="ada (adaptive p), fixed (p = --augment-p) or none.")] = "ada",
     augment_p: Annotated[float, typer.Option(help="Initial (ada) or constant (fixed) augmentation p.")] = 0.0,
-    ada_kimg: Annotated[float, typer.Option(help="ADA speed: kimg for p to move from 0 to 1.")] = 500.0,
+    ada_kimg: Annotated[
+        float | None,
+        typer.Option(help="ADA speed: kimg for p to move from 0 to 1 [default: 500, or the run's]."),
+    ] = None,
     mirror: Annotated[bool, typer.Option(help="Show reals left-right flipped half of the time.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of every random draw of the run.")] = 0,
     checkpoint_steps: Annotated[int, typer.Option(help="Checkpoint every this many steps.")] = 1000,
@@ -72,6 +75,7 @@ def train(
                 out,
                 device=device,
                 kimg=kimg,
+                **({} if ada_kimg is None else {"ada_kimg": ada_kimg}),
                 checkpoint_steps=checkpoint_steps,
                 checkpoint_minutes=checkpoint_minutes,
             )
@@ -96,7 +100,7 @@ def train(
                 r1_gamma=gamma,
                 augment=augment,
                 augment_p=augment_p,
-                ada_kimg=ada_kimg,
+                **({} if ada_kimg is None else {"ada_kimg": ada_kimg}),
                 mirror=mirror,
                 seed=seed,
                 checkpoint_steps=checkpoint_steps,

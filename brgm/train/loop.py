@@ -309,9 +309,9 @@ class Trainer:
         cls, path: Path, images: torch.Tensor, out: Path, *, device: str = "cpu", **changes: Any
     ) -> Trainer:
         """A trainer restored from checkpoint ``path`` with the run's own configuration; ``changes`` may set the
-        fields that do not alter the computation so far (``kimg``, ``checkpoint_steps``, ``checkpoint_minutes``,
-        ``keep_checkpoints``)."""
-        allowed = {"kimg", "checkpoint_steps", "checkpoint_minutes", "keep_checkpoints"}
+        fields that only steer what comes next: the run's length ``kimg``, the ADA speed ``ada_kimg`` and the
+        checkpoint schedule (``checkpoint_steps``, ``checkpoint_minutes``, ``keep_checkpoints``)."""
+        allowed = {"kimg", "ada_kimg", "checkpoint_steps", "checkpoint_minutes", "keep_checkpoints"}
         if set(changes) - allowed:
             raise ConfigError(
                 f"a resumed run can only change {sorted(allowed)}, not {sorted(set(changes) - allowed)}"
@@ -347,7 +347,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(attrs.asdict(cfg), indent=2) + "\n")
         if self.step == 0:
-            save_grid(self.images[: self.GRID], self.out / "samples" / "reals.png")
+            spread = torch.linspace(0, len(self.images) - 1, self.GRID).round().long()
+            save_grid(self.images[spread.to(self.device)], self.out / "samples" / "reals.png")
         columns = (
             TextColumn("[bold]train[/]"),
             BarColumn(),
