@@ -8,6 +8,9 @@ format             content                                                     r
 ``tensorflow``     pickle of a tuple ``(G, D, Gs)`` (TF StyleGAN2, BRGM)        :mod:`.safe_pickle`
 ``rosinality``     ``torch.save`` dict with ``g_ema`` (zip or legacy)           ``torch.load(weights_only=True)``
 ``brgm``           ``.safetensors`` with brgm's configuration                  safetensors
+``tensorflow``     3D-StyleGAN's pickle ``(G, D, Gs)`` (3D components)          :mod:`.tf3d`
+``state_dict``     a bare NVIDIA-layout 3D state dict (``.pt`` or               :mod:`.state_dict`
+                   ``.safetensors``), as the PyTorch 3D ports save them
 =================  ==========================================================  ============================
 
 Every reader yields NVIDIA's constructor kwargs and state-dict keys, so one network class builds them all.
@@ -31,15 +34,22 @@ from brgm.plugins.generators.checkpoints.native import read_native, write_native
 from brgm.plugins.generators.checkpoints.nvidia import convert_nvidia, is_nvidia_pickle
 from brgm.plugins.generators.checkpoints.rosinality import convert_rosinality, is_rosinality
 from brgm.plugins.generators.checkpoints.safe_pickle import TORCH_LEGACY_MAGIC, safe_load
+from brgm.plugins.generators.checkpoints.state_dict import (
+    convert_state_dict,
+    is_bare_safetensors,
+    is_state_dict,
+    read_safetensors,
+)
 from brgm.plugins.generators.checkpoints.tensorflow import convert_tf, is_tf_pickle
+from brgm.plugins.generators.checkpoints.tf3d import convert_tf3d, is_tf3d_pickle
 
 #: architecture name in brgm's format -> "module:class" of the network built from its init kwargs
 ARCHITECTURES: dict[str, str] = {
     "stylegan2": "brgm.plugins.generators.stylegan2:StyleGAN2Generator",
 }
 ACCEPTED = (
-    "NVIDIA network pickles (stylegan2-ada-pytorch, stylegan3), TensorFlow StyleGAN2 pickles, rosinality "
-    "stylegan2-pytorch .pt checkpoints and brgm .safetensors"
+    "NVIDIA network pickles (stylegan2-ada-pytorch, stylegan3), TensorFlow StyleGAN2 and 3D-StyleGAN pickles, "
+    "rosinality stylegan2-pytorch .pt checkpoints, NVIDIA-layout 3D state dicts and brgm .safetensors"
 )
 PathLike = str | os.PathLike[str]
 
@@ -50,7 +60,7 @@ class Checkpoint:
 
     Attributes:
         source: the file it was read from.
-        format: ``"nvidia"``, ``"tensorflow"``, ``"rosinality"`` or ``"brgm"``.
+        format: ``"nvidia"``, ``"tensorflow"``, ``"rosinality"``, ``"brgm"`` or ``"state_dict"``.
         architecture: a key of :data:`ARCHITECTURES`.
         init_kwargs: the network's constructor keyword arguments (JSON values).
         state_dict: the network's tensors by NVIDIA key name.
@@ -89,15 +99,17 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
         raise CheckpointError(f"{path}: not a file; brgm reads {ACCEPTED}")
     kind = sniff(path)
     if kind == "safetensors":
-        architecture, init_kwargs, state_dict = read_native(path)
-        return Checkpoint(
-            source=str(path),
-            format="brgm",
-            architecture=architecture,
-            init_kwargs=init_kwargs,
-            state_dict=state_dict,
-        )
-    if kind == "torch-zip":
+        obj = read_safetensors(path) if is_bare_safetensors(path) else None
+        if not is_state_dict(obj):
+            architecture, init_kwargs, state_dict = read_native(path)
+            return Checkpoint(
+                source=str(path),
+                format="brgm",
+                architecture=architecture,
+                init_kwargs=init_kwargs,
+                state_dict=state_dict,
+            )
+    elif kind == "torch-zip":
         obj = _torch_load(path)
     else:
         with open(path, "rb") as f:
@@ -106,8 +118,10 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
             obj = _torch_load(path)
     for fmt, matches, convert in (
         ("nvidia", is_nvidia_pickle, convert_nvidia),
+        ("tensorflow", is_tf3d_pickle, convert_tf3d),
         ("tensorflow", is_tf_pickle, convert_tf),
         ("rosinality", is_rosinality, convert_rosinality),
+        ("state_dict", is_state_dict, convert_state_dict),
     ):
         if matches(obj):
             init_kwargs, state_dict = convert(obj, str(path))
