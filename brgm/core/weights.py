@@ -98,9 +98,14 @@ def find_weights(spec: WeightsFile, explicit: str | os.PathLike[str] | None = No
     if path.is_file():
         return path
     how = f"run `brgm weights fetch {spec.name}`" if spec.url else "copy it there"
+    unpublished = (
+        ""
+        if spec.url
+        else f"; it has no public URL: `brgm weights fetch {spec.name} --url URL` fetches a copy"
+    )
     raise WeightsNotFoundError(
         f"weights file {spec.filename!r} for {spec.name!r} not found; looked in {path} "
-        f"($BRGM_HOME/weights, $BRGM_HOME = {brgm_home()}); {how}, or pass weights=PATH"
+        f"($BRGM_HOME/weights, $BRGM_HOME = {brgm_home()}); {how}, or pass weights=PATH{unpublished}"
     )
 
 
