@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from brgm import hookimpl
 from brgm.core.generator import GeneratorSource
-from brgm.plugins.generators import sources
+from brgm.plugins.generators import sources, stylegan3d
 
 
 @hookimpl
@@ -15,4 +15,6 @@ def register_generators() -> list[type[GeneratorSource]]:
         sources.StyleGAN2FFHQ,
         sources.StyleGAN2XRay,
         sources.StyleGAN2Brains,
+        stylegan3d.RandomStyleGAN3D,
+        stylegan3d.StyleGAN3DBrain2mm,
     ]
