@@ -54,7 +54,12 @@ class Component:
         return describe(self.obj)
 
     def params(self) -> list[dict[str, Any]]:
-        """The parameters a user may set: name, type and default of each public attrs field."""
+        """The parameters a user may set (name, type, default of each public attrs field); a preset's settings."""
+        if isinstance(self.obj, Preset):
+            settings = {**self.obj.select, **self.obj.values}
+            return [
+                {"name": key, "type": "preset value", "default": _plain(v)} for key, v in settings.items()
+            ]
         if not attrs.has(self.obj):
             return []
         with contextlib.suppress(NameError):  # an annotation unknown at run time is shown as written
