@@ -373,7 +373,12 @@ def test_resolve_shape(img_shape, base_shape, expected):
         ),
         ({"img_resolution": 8, "synthesis_kwargs": {"channel_base": 4}}, "channel_base must be at least"),
         ({"img_resolution": 8, "synthesis_kwargs": {"conv_clamp": -1}}, "conv_clamp must be in"),
-        ({"img_resolution": 8, "mapping_kwargs": {"num_layers": 0}}, "num_layers must be in"),
+        ({"img_resolution": 8, "mapping_kwargs": {"num_layers": 0}}, "num_layers must be an integer >= 1"),
+        ({"img_resolution": 8, "mapping_kwargs": {"num_layers": 2.5}}, "num_layers must be an integer >= 1"),
+        (
+            {"img_resolution": 8, "synthesis_kwargs": {"resample_filter": []}},
+            "resample_filter must be a non-empty",
+        ),
         ({"img_resolution": 8, "autocast_dtype": torch.int8}, "autocast_dtype must be"),
     ],
 )
@@ -441,6 +446,13 @@ def test_noise_modes(nd):
     assert not torch.allclose(const, none) and not torch.allclose(const, rand[0])
     set_noise_strengths(G, 0.0)
     torch.testing.assert_close(G.synthesis(ws, "const"), none)
+
+
+def test_networks_without_noise_inputs():
+    G = tiny(3, synthesis_kwargs={"use_noise": False})
+    assert not any("noise" in k for k in G.state_dict())
+    ws = torch.randn(1, G.num_ws, G.w_dim)
+    assert torch.equal(G.synthesis(ws, "const"), G.synthesis(ws, "random"))
 
 
 # --------------------------------------------------------------------------- checkpointing and mixed precision

@@ -55,8 +55,7 @@ def state_dict() -> dict[str, torch.Tensor]:
 
 
 def build(state_dict: dict[str, torch.Tensor], *, fused: bool = True, dtype: torch.dtype = torch.float32):
-    init_kwargs = json.loads((TINY / "config.json").read_text())["init_kwargs"]
-    G = StyleGAN2Generator(**init_kwargs, fused_modconv=fused).eval().requires_grad_(False)
+    G = StyleGAN2Generator(**nvidia_init_kwargs()["ada"], fused_modconv=fused).eval().requires_grad_(False)
     G.load_state_dict(state_dict, strict=True)
     return G.to(dtype)
 
@@ -81,8 +80,18 @@ def render(G: StyleGAN2Generator, cases: dict[str, np.ndarray], suffix: str = ""
     return out
 
 
-def test_state_dict_keys_and_shapes_are_nvidias(state_dict):
-    ours = StyleGAN2Generator(**json.loads((TINY / "config.json").read_text())["init_kwargs"]).state_dict()
+def nvidia_init_kwargs() -> dict[str, dict]:
+    """G_ema's ``_init_kwargs``: as pickled by stylegan2-ada-pytorch, and as legacy.py converts the TF pickle."""
+    verification = json.loads((TINY / "verification.json").read_text())
+    return {
+        "ada": json.loads((TINY / "config.json").read_text())["init_kwargs"],
+        "tf-converted": verification["tf_converted_G_ema_init_kwargs"],
+    }
+
+
+@pytest.mark.parametrize("source", ["ada", "tf-converted"])
+def test_state_dict_keys_and_shapes_are_nvidias(state_dict, source):
+    ours = StyleGAN2Generator(**nvidia_init_kwargs()[source]).state_dict()
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in state_dict.items()}
     assert (
         next(iter(ours)) == "synthesis.b4.const"
@@ -125,7 +134,7 @@ def test_wrong_weights_are_caught(state_dict, cases):
 
 
 def test_loading_refreshes_w_stats(state_dict, cases):
-    G = StyleGAN2Generator(**json.loads((TINY / "config.json").read_text())["init_kwargs"])
+    G = StyleGAN2Generator(**nvidia_init_kwargs()["ada"])
     before = G.w_stats(n=100)[0]
     G.load_state_dict(state_dict)
     after = G.w_stats(n=100)[0]
@@ -134,7 +143,7 @@ def test_loading_refreshes_w_stats(state_dict, cases):
 
 
 def test_strict_loading_rejects_missing_and_misshapen_keys(state_dict):
-    G = StyleGAN2Generator(**json.loads((TINY / "config.json").read_text())["init_kwargs"])
+    G = StyleGAN2Generator(**nvidia_init_kwargs()["ada"])
     missing = {k: v for k, v in state_dict.items() if k != "synthesis.b8.conv0.noise_strength"}
     with pytest.raises(RuntimeError, match="noise_strength"):
         G.load_state_dict(missing)

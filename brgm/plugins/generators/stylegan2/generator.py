@@ -11,15 +11,9 @@ import torch
 
 from brgm.core.errors import ConfigError
 from brgm.core.generator import Generator, NoiseMode
-from brgm.plugins.generators.stylegan2.config import MappingConfig, SynthesisConfig, build
+from brgm.plugins.generators.stylegan2.config import MappingConfig, SynthesisConfig, build, check_int
 from brgm.plugins.generators.stylegan2.mapping import MappingNetwork
 from brgm.plugins.generators.stylegan2.synthesis import SynthesisNetwork
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _is_pow2(n: int) -> bool:
@@ -35,16 +29,16 @@ def resolve_shape(
     2D NVIDIA networks use (4, 4); from ``img_shape`` alone, the base is the smallest shape with every side >= 4
     that ``img_shape`` is a power-of-two multiple of (e.g. (80, 96, 112) -> (5, 6, 7), resolution 64).
     """
-    if img_resolution is not None and not (isinstance(img_resolution, int) and _is_pow2(img_resolution)):
+    if img_resolution is not None and not (
+        isinstance(img_resolution, int) and img_resolution >= 4 and _is_pow2(img_resolution)
+    ):
         raise ConfigError(f"img_resolution must be a power of two >= 4, got {img_resolution!r}")
-    if img_resolution is not None and img_resolution < 4:
-        raise ConfigError(f"img_resolution must be a power of two >= 4, got {img_resolution!r}")
-    base = tuple(_positive_int("base_shape", b) for b in base_shape) if base_shape is not None else None
+    base = tuple(check_int("base_shape", b) for b in base_shape) if base_shape is not None else None
     if img_shape is None:
         if img_resolution is None:
             raise ConfigError("give img_resolution (2D, square) or img_shape")
         return base or (4, 4), img_resolution
-    shape = tuple(_positive_int("img_shape", s) for s in img_shape)
+    shape = tuple(check_int("img_shape", s) for s in img_shape)
     if len(shape) not in (2, 3) or (base is not None and len(base) != len(shape)):
         raise ConfigError(f"img_shape must have 2 or 3 sides (and as many as base_shape), got {list(shape)}")
     if base is None:
@@ -78,10 +72,13 @@ class StyleGAN2Generator(Generator):
     ``mapping.{fc{i}, w_avg}``, each layer with NVIDIA's parameter names and shapes. 3D networks add a third
     spatial side everywhere (weights ``[O, I, 3, 3, 3]``, ``noise_const [D, H, W]``, ``resample_filter
     [fw, fw, fw]``, ``const [C, *base_shape]``) and are built from ``img_shape`` (and ``base_shape``).
+    3D-StyleGAN's TF networks (stylegan.md §3) are ``architecture='orig'``, ``resample_filter=[1, 3, 3, 3, 1]``,
+    ``upsample_gain=4``, constant ``fmap`` channels (``channel_max=fmap``, ``channel_base=fmap·img_resolution``);
+    their ``Conv0_up`` weights convert with a flip of the first two spatial axes only.
 
     Run-time settings (attributes, also constructor keywords): ``fused_modconv`` (False, the default: styles scale
     the activations around one convolution shared by the batch, so back-propagating to ``ws`` needs no gradient
-    of a per-sample weight, 2-3× faster per step on CPU; True: NVIDIA's inference path, one grouped
+    of a per-sample weight, 1.5-2.7× faster per step in benchmarks/bench_synthesis.py on CPU; True: NVIDIA's inference path, one grouped
     convolution with per-sample weights, which stores fewer activations), ``checkpoint`` (recompute each block's
     activations in the backward pass instead of storing them) and ``autocast_dtype`` (``torch.bfloat16`` /
     ``torch.float16`` autocast of the synthesis blocks). Both paths agree with NVIDIA's outputs to float32
@@ -112,10 +109,10 @@ class StyleGAN2Generator(Generator):
             raise ConfigError(
                 f"autocast_dtype must be None, torch.bfloat16 or torch.float16, got {autocast_dtype}"
             )
-        self.z_dim = _positive_int("z_dim", z_dim)
+        self.z_dim = check_int("z_dim", z_dim)
         self.c_dim = 0
-        self.w_dim = _positive_int("w_dim", w_dim)
-        self.img_channels = _positive_int("img_channels", img_channels)
+        self.w_dim = check_int("w_dim", w_dim)
+        self.img_channels = check_int("img_channels", img_channels)
         mapping_config = build(MappingConfig, mapping_kwargs, "mapping_kwargs")
         synthesis_config = build(SynthesisConfig, synthesis_kwargs, "synthesis_kwargs")
         base, resolution = resolve_shape(img_resolution, img_shape, base_shape)

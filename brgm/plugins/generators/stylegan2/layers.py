@@ -52,7 +52,10 @@ class FullyConnectedLayer(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3×3(×3) convolution (optionally up-sampling ×2), noise, bias, activation and clamp."""
+    """Modulated 3×3(×3) convolution (optionally up-sampling ×2), noise, bias, activation and clamp.
+
+    ``noise_const`` (``[*shape]``) and ``noise_strength`` (``[]``) exist only with ``use_noise``.
+    """
 
     def __init__(
         self,
@@ -67,7 +70,6 @@ class SynthesisLayer(nn.Module):
         activation: str = "lrelu",
         conv_clamp: float | None = None,
         up_gain: float = 4.0,
-        kernel_size: int = 3,
     ) -> None:
         super().__init__()
         self.shape = tuple(shape)
@@ -78,7 +80,7 @@ class SynthesisLayer(nn.Module):
         self.conv_clamp = conv_clamp
         self.up_gain = up_gain
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *[kernel_size] * len(self.shape)))
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *[3] * len(self.shape)))
         if use_noise:
             self.noise_strength = nn.Parameter(torch.empty([]))
         self.bias = nn.Parameter(torch.empty(out_channels))

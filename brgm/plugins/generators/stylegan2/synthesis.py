@@ -43,7 +43,6 @@ class SynthesisBlock(nn.Module):
     ) -> None:
         super().__init__()
         spatial_dims = len(shape)
-        self.architecture = config.architecture
         self.up_gain = up_gain
         self.register_buffer("resample_filter", setup_filter(config.resample_filter, spatial_dims))
         if in_channels == 0:
@@ -103,7 +102,7 @@ class SynthesisBlock(nn.Module):
         else:
             for layer, w_layer, noise in zip(self.convs, w, noises, strict=False):
                 x = layer(x, w_layer, noise, fused=fused)
-        if img is not None and self.architecture == "skip":
+        if img is not None:  # only 'skip' carries an image between blocks
             img = upsample(img, self.resample_filter, self.up_gain)
         if self.num_torgb:
             y = self.torgb(x, w[self.num_conv], fused=fused).to(ws.dtype)
