@@ -102,7 +102,7 @@ def upfirdn_numpy(x: np.ndarray, taps, up: int, pad: tuple[int, int], gain: floa
     gain=st.sampled_from([1.0, 4.0, 8.0]),
 )
 def test_upfirdn_matches_definition(nd, sizes, up, pad, taps, gain):
-    sizes = [s + len(taps) for s in sizes[:nd]]  # large enough that cropping leaves an output
+    sizes = [s + len(taps) + 1 for s in sizes[:nd]]  # large enough that cropping leaves an output
     x = torch.randn(2, 3, *sizes, dtype=torch.float64)
     ours = upfirdn(x, torch.from_numpy(filter64(taps, nd)), up=up, padding=pad, gain=gain)
     ref = upfirdn_numpy(x.numpy(), taps, up, pad, gain)
