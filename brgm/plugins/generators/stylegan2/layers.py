@@ -99,14 +99,20 @@ class SynthesisLayer(nn.Module):
     def noise_input(
         self, mode: NoiseMode, batch: int, generator: torch.Generator | None = None
     ) -> torch.Tensor | None:
-        """The unscaled noise this layer adds: ``noise_const [*shape]``, fresh ``[N, 1, *shape]``, or None."""
+        """The unscaled noise this layer adds: ``noise_const [*shape]``, fresh ``[N, 1, *shape]``, or None.
+
+        Fresh noise is drawn on ``generator``'s device (so a CPU generator gives the same noise everywhere) and
+        moved to this layer's device.
+        """
         if not self.use_noise or mode == "none":
             return None
         if mode == "const":
             return self.noise_const
-        return torch.randn(
-            (batch, 1, *self.shape), generator=generator, device=self.bias.device, dtype=self.bias.dtype
+        device = generator.device if generator is not None else self.bias.device
+        noise = torch.randn(
+            (batch, 1, *self.shape), generator=generator, device=device, dtype=self.bias.dtype
         )
+        return noise.to(self.bias.device)
 
     def forward(
         self,

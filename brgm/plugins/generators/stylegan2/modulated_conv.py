@@ -19,14 +19,16 @@ def conv_resample(
     """Convolve ``x [N, G·I, *spatial]`` with ``weight [G·O, I, *k]`` (``k`` odd), optionally up-sampling by ``up``.
 
     ``up == 1``: correlation with ``k // 2`` zero padding (``F.conv*d``), same size out. ``up > 1``: a transposed
-    convolution with stride ``up`` that applies ``weight`` as a true convolution, then the FIR ``resample_filter
-    [fw, ...]`` with DC gain ``up_gain``; output ``up`` times larger (NVIDIA's ``conv2d_resample`` with ``flip_weight=False``).
+    convolution with stride ``up`` that applies ``weight`` as a true convolution, then the FIR
+    ``resample_filter [fw, ...]`` with DC gain ``up_gain``; output ``up`` times larger (NVIDIA's
+    ``conv2d_resample`` with ``flip_weight=False``).
     """
     spatial_dims = x.ndim - 2
     k = weight.shape[-1]
     if up == 1:
         return CONV[spatial_dims](x, weight, padding=k // 2, groups=groups)
-    assert resample_filter is not None, "up-sampling needs the FIR filter"
+    if resample_filter is None:
+        raise ValueError("up-sampling needs a resample_filter")
     fw = resample_filter.shape[0]
     p0 = k // 2 + (fw + up - 1) // 2 - (k - 1)
     p1 = k // 2 + (fw - up) // 2 - (k - up)
@@ -76,9 +78,9 @@ def modulated_conv(
             up_gain=up_gain,
         )
         return x if dcoefs is None else x * dcoefs.reshape(n, out_ch, *ones)
-    coefs = (
-        styles.reshape(n, 1, in_ch) if dcoefs is None else styles.reshape(n, 1, in_ch) * dcoefs.unsqueeze(2)
-    )
+    coefs = styles.reshape(n, 1, in_ch)
+    if dcoefs is not None:
+        coefs = coefs * dcoefs.unsqueeze(2)  # [N, O, I]
     w = weight.unsqueeze(0) * coefs.reshape(*coefs.shape, *[1] * (weight.ndim - 2))
     w = w.reshape(n * out_ch, in_ch, *weight.shape[2:])
     x = conv_resample(
