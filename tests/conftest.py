@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
         pm.register(test_plugin, name="tests.plugins.test_plugin")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fixture_dir() -> Path:
     """The shared StyleGAN2 reference fixture (skips with the reason when absent)."""
     path = FIXTURES / "stylegan2_ada_tiny"

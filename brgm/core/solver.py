@@ -78,7 +78,7 @@ class Result:
     Attributes:
         image: the reconstruction ``G(w*)`` as intensities ``[N, C, *spatial]`` in [0, 1] (clamped).
         ws: the optimised W+ latents ``[N, num_ws, w_dim]``.
-        baseline: the forward model's naive inverse of the measurement, ``[N, C, *spatial]``.
+        baseline: the forward model's naive inverse of the measurement, ``[N, C, *spatial]`` (clamped to [0, 1]).
         history: per-step energies ``[steps, N]`` by term name, with ``"total"`` and ``"lr"`` (``[steps]``).
     """
 
@@ -133,7 +133,7 @@ class MAPSolver(Solver):
         history = {k: torch.cat([h[k] for h in histories], dim=1) for k in histories[0] if k != "lr"}
         history["lr"] = histories[0]["lr"]
         with torch.no_grad():
-            baseline = problem.baseline(y).float().cpu()
+            baseline = problem.baseline(y).clamp(0, 1).float().cpu()
         return Result(image=torch.cat(images), ws=torch.cat(latents), baseline=baseline, history=history)
 
     def _solve_chunk(
