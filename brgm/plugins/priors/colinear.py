@@ -8,7 +8,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from brgm.core.params import one_of
+from brgm.core.params import interval, one_of
 from brgm.core.terms import Latents, Prior
 
 
@@ -19,10 +19,12 @@ class ColinearPrior(Prior):
     ``E(ws) = R_{i, j} |1 − cos(ws[i], ws[j])|`` over all ``num_ws × num_ws`` ordered pairs (the diagonal
     included, where it is 0), with ``R`` the mean (``reduction="mean"``, BRGM-TF, values in [0, 2]) or the sum
     (``reduction="sum"``, BRGM-PyTorch, values in [0, 2·num_ws²]). It is the negative log of BRGM's von Mises
-    density on the angles between layers up to constants. A zero layer has cosine 0 with every layer.
+    density on the angles between layers up to constants. A zero layer has cosine 0 with every layer. The
+    default weight 0.03 pairs with the default ``pixel`` likelihood; BRGM's weights are in its presets.
     """
 
     name: ClassVar[str] = "colinear"
+    weight: float = attrs.field(default=0.03, converter=float, validator=interval(0.0))
     reduction: str = attrs.field(default="mean", validator=one_of(("mean", "sum")))
 
     def energy(self, latents: Latents) -> torch.Tensor:
