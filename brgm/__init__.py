@@ -1,8 +1,8 @@
 """brgm: Bayesian reconstruction of medical images with deep generative models, composed from plugins.
 
-    >>> import brgm
-    >>> problem = brgm.compose(gen="demo-brain64", fwd="kspace", priors=["gaussian", "colinear"])  # doctest: +SKIP
-    >>> result = brgm.reconstruct(problem, y, steps=200, seed=0)                                     # doctest: +SKIP
+>>> import brgm
+>>> problem = brgm.compose(gen="demo-brain64", fwd="kspace", priors=["gaussian", "colinear"])  # doctest: +SKIP
+>>> result = brgm.reconstruct(problem, y, steps=200, seed=0)                                     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from brgm.core.hookspecs import hookimpl  # noqa: E402  (plugins import it from here)
+from brgm.core.hookspecs import hookimpl
 
 __all__ = [
     "__version__",

@@ -37,7 +37,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def brgm(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "brgm", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "brgm", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -47,7 +52,9 @@ def test_plugins_lists_the_example_components_with_their_version(env: dict[str, 
     listed = {(c["kind"], c["name"]): c for c in json.loads(result.stdout)}
     row_skip, sphere = listed[("forward_model", "row_skip")], listed[("prior", "sphere")]
     assert row_skip["plugin"] == "example" and row_skip["version"] == "brgm-plugin-example 0.1.0"
-    assert sphere["plugin"] == "example" and sphere["description"].startswith("Keeps every W+ vector near the sphere")
+    assert sphere["plugin"] == "example" and sphere["description"].startswith(
+        "Keeps every W+ vector near the sphere"
+    )
     assert row_skip["params"] == [{"name": "step", "type": "int", "default": 2}]
 
 
