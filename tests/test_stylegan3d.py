@@ -442,7 +442,8 @@ def test_brgm_format_round_trip_is_bit_exact(tmp_path: Path) -> None:
 
 
 def saved_bytes(fn: Any) -> tuple[Any, int]:
-    """``fn()`` and the bytes of the tensors autograd saved for the backward pass while it ran."""
+    """``fn()`` and the bytes of the tensors autograd saved for the backward pass while it ran (a checkpointed
+    block saves its inputs only and recomputes the rest in the backward pass)."""
     total = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -454,7 +455,7 @@ def saved_bytes(fn: Any) -> tuple[Any, int]:
         return fn(), total
 
 
-def test_checkpointing_gives_the_plain_result_and_saves_less() -> None:
+def test_checkpointing_gives_the_plain_result_and_keeps_only_block_inputs() -> None:
     G = perturbed(tiny(resolution=16))
     ws = G.mapping(torch.randn(2, 8, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
     x, plain_bytes = saved_bytes(lambda: G.synthesis(ws))
