@@ -29,11 +29,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from brgm.core.errors import CheckpointError
-from brgm.plugins.generators.checkpoints.layout import block_resolutions, channel_config, filter_keys
+from brgm.plugins.generators.checkpoints.layout import (
+    DEFAULT_FILTER,
+    block_resolutions,
+    channel_config,
+    filter_keys,
+)
 from brgm.plugins.generators.checkpoints.native import METADATA_KEY
 from brgm.plugins.generators.stylegan2.resample import filter_taps, setup_filter
 
-DEFAULT_FILTER = [1.0, 3.0, 3.0, 1.0]
 CONST = "synthesis.b4.const"
 
 
@@ -99,7 +103,7 @@ def convert_state_dict(
     else:
         architecture = "orig"
     buffer = state.get("synthesis.b4.resample_filter")
-    taps = DEFAULT_FILTER if buffer is None else [float(t) for t in filter_taps(buffer.double())]
+    taps = list(DEFAULT_FILTER) if buffer is None else [float(t) for t in filter_taps(buffer.double())]
     fc0, last = state["mapping.fc0.weight"], state[f"mapping.fc{layers[-1]}.weight"]
     init_kwargs: dict[str, Any] = {
         "z_dim": fc0.shape[1],
