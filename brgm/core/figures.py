@@ -60,7 +60,8 @@ def _grid(
     arrays = [_as_array(x) for _, x in columns]
     spatial_dims = arrays[0].ndim - 1
     rows = 1 if spatial_dims == 2 else 3
-    fig = Figure(figsize=(PANEL_INCHES * len(columns), PANEL_INCHES * rows + (0.4 if title else 0.0)))
+    size = (PANEL_INCHES * len(columns), PANEL_INCHES * rows + (0.4 if title else 0.0))
+    fig = Figure(figsize=size, layout="constrained")  # keeps the title clear of the panel titles
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, len(columns), squeeze=False)
     for col, ((label, _), array) in enumerate(zip(columns, arrays, strict=True)):
@@ -83,7 +84,6 @@ def _grid(
                 ax.set_ylabel(VIEWS_3D[row], fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
 
