@@ -1,0 +1,36 @@
+"""The bundled ``demo-brain64`` generator: a small 64×64 StyleGAN2 of skull-stripped axial T1 brain slices of one
+subject (Colin27), trained on a CPU with ``brgm train``. Its weights ship inside the package (brgm/data/demo-brain64/,
+with MODEL_CARD.md), so it loads offline, without ``brgm weights fetch``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import ClassVar
+
+import attrs
+
+from brgm.core.errors import WeightsNotFoundError
+from brgm.core.generator import Generator, GeneratorSource
+from brgm.plugins.generators.checkpoints import load_checkpoint
+
+#: the bundled assets, relative to the ``brgm`` package
+DEMO_DIR = "data/demo-brain64"
+WEIGHTS = "generator.safetensors"
+
+
+@attrs.define(kw_only=True, eq=False)
+class DemoBrain64(GeneratorSource):
+    """Bundled 64×64 StyleGAN2 of axial T1 brain slices (one subject, Colin27), trained on CPU; works offline."""
+
+    name: ClassVar[str] = "demo-brain64"
+
+    def load(self) -> Generator:
+        weights = resources.files("brgm").joinpath(DEMO_DIR, WEIGHTS)
+        if not weights.is_file():
+            raise WeightsNotFoundError(
+                f"the bundled demo generator {DEMO_DIR}/{WEIGHTS} is missing from the brgm package "
+                f"({weights}); reinstall brgm, whose package data includes brgm/{DEMO_DIR}/"
+            )
+        with resources.as_file(weights) as path:
+            return load_checkpoint(path)
