@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from brgm import hookimpl
 from brgm.core.generator import GeneratorSource
-from brgm.plugins.generators import sources, stylegan3d
+from brgm.plugins.generators import demo, sources, stylegan3d
 
 
 @hookimpl
@@ -17,4 +17,5 @@ def register_generators() -> list[type[GeneratorSource]]:
         sources.StyleGAN2Brains,
         stylegan3d.RandomStyleGAN3D,
         stylegan3d.StyleGAN3DBrain2mm,
+        demo.DemoBrain64,
     ]
