@@ -203,6 +203,14 @@ def test_a_few_steps_give_finite_losses_and_move_the_networks(images, tmp_path):
     assert not torch.equal(after["G.mapping.w_avg"], before["G.mapping.w_avg"])  # w_avg tracks the batches
 
 
+def test_bfloat16_autocast_trains(images, tmp_path):
+    trainer = Trainer(tiny_config(amp="bf16"), images, tmp_path)
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.G.autocast_dtype == torch.bfloat16
+    log = [trainer.train_step() for _ in range(2)]
+    assert all(math.isfinite(v) for stats in log for v in stats.values())
+    assert Trainer(tiny_config(), images, tmp_path).amp_dtype is None  # auto: float32 on the CPU
+
+
 def test_interrupted_run_resumes_bit_exactly(images, tmp_path):
     full = Trainer(tiny_config(), images, tmp_path / "full")
     exported = full.run(progress=False)

@@ -50,6 +50,9 @@ def train(
         typer.Option(help="Stop after this many minutes (checkpoint and export); --resume goes on."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    amp: Annotated[
+        str, typer.Option(help="bfloat16 mixed precision: auto (on CUDA with bf16), bf16 or off.")
+    ] = "auto",
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for torch (1 is fastest on a busy machine).")
     ] = None,
@@ -103,6 +106,7 @@ def train(
                 **({} if ada_kimg is None else {"ada_kimg": ada_kimg}),
                 mirror=mirror,
                 seed=seed,
+                amp=amp,
                 checkpoint_steps=checkpoint_steps,
                 checkpoint_minutes=checkpoint_minutes,
             )

@@ -74,7 +74,7 @@ class TrainConfig:
     checkpoint_steps: int = attrs.field(default=1000, validator=interval(1, None))
     checkpoint_minutes: float | None = attrs.field(default=None, validator=interval(0, None, open_lo=True))
     keep_checkpoints: int = attrs.field(default=2, validator=interval(1, None))
-    amp: bool = True  # bfloat16 autocast of G and D on CUDA devices that support it; ignored on the CPU
+    amp: str = attrs.field(default="auto", validator=one_of(("auto", "bf16", "off")))  # see Trainer.amp_dtype
 
     def __attrs_post_init__(self) -> None:
         if self.batch % min(self.mbstd_group, self.batch):
@@ -130,10 +130,11 @@ class Trainer:
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.digest = data_digest(images)
+        # Mixed precision: bfloat16 autocast of G and D (R1 stays float32); "auto" uses it on CUDA devices with
+        # bfloat16 support, "bf16" everywhere (CPUs without bfloat16 units run it slower than float32).
+        cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.amp_dtype = (
-            torch.bfloat16
-            if config.amp and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-            else None
+            torch.bfloat16 if config.amp == "bf16" or (config.amp == "auto" and cuda_bf16) else None
         )
         self.rng = torch.Generator(self.device).manual_seed(config.seed)
         self.grid_z = torch.randn(
