@@ -203,6 +203,15 @@ def test_a_few_steps_give_finite_losses_and_move_the_networks(images, tmp_path):
     assert not torch.equal(after["G.mapping.w_avg"], before["G.mapping.w_avg"])  # w_avg tracks the batches
 
 
+def test_augment_modes(images, tmp_path):
+    assert float(Trainer(tiny_config(augment="none", augment_p=0.5), images, tmp_path).augment.p) == 0.0
+    fixed = Trainer(tiny_config(augment="fixed", augment_p=0.5), images, tmp_path)
+    assert fixed.ada is None
+    fixed.train_step()
+    fixed.train_step()
+    assert float(fixed.augment.p) == 0.5
+
+
 def test_bfloat16_autocast_trains(images, tmp_path):
     trainer = Trainer(tiny_config(amp="bf16"), images, tmp_path)
     assert trainer.amp_dtype == torch.bfloat16 and trainer.G.autocast_dtype == torch.bfloat16

@@ -28,19 +28,15 @@ class AugmentConfig:
     rotate: float = attrs.field(default=1.0, validator=params.interval(0, 1))
     brightness: float = attrs.field(default=1.0, validator=params.interval(0, 1))
     contrast: float = attrs.field(default=1.0, validator=params.interval(0, 1))
-    translate_max: float = attrs.field(
-        default=0.125, validator=params.interval(0, 0.5)
-    )  # fraction of the image size
-    scale_std: float = attrs.field(
-        default=0.2, validator=params.interval(0, None)
-    )  # log2 of the scale factor
+    # fraction of the image size
+    translate_max: float = attrs.field(default=0.125, validator=params.interval(0, 0.5))
+    # log2 of the scale factor
+    scale_std: float = attrs.field(default=0.2, validator=params.interval(0, None))
     rotate_max_deg: float = attrs.field(default=15.0, validator=params.interval(0, 180))
-    brightness_std: float = attrs.field(
-        default=0.2, validator=params.interval(0, None)
-    )  # additive, image range [-1, 1]
-    contrast_std: float = attrs.field(
-        default=0.5, validator=params.interval(0, None)
-    )  # log2 of the contrast factor
+    # additive, in the image range [-1, 1]
+    brightness_std: float = attrs.field(default=0.2, validator=params.interval(0, None))
+    # log2 of the contrast factor
+    contrast_std: float = attrs.field(default=0.5, validator=params.interval(0, None))
 
 
 class AugmentPipe(nn.Module):

@@ -46,9 +46,8 @@ class TrainConfig:
 
     resolution: int = attrs.field(validator=_power_of_two)
     img_channels: int = attrs.field(default=1, validator=interval(1, 4))
-    kimg: float = attrs.field(
-        default=100.0, validator=interval(0, None, open_lo=True)
-    )  # thousands of reals shown
+    # length of the run, in thousands of real images shown
+    kimg: float = attrs.field(default=100.0, validator=interval(0, None, open_lo=True))
     batch: int = attrs.field(default=32, validator=interval(1, None))
     z_dim: int = attrs.field(default=512, validator=interval(1, None))
     w_dim: int = attrs.field(default=512, validator=interval(1, None))
@@ -142,9 +141,8 @@ class Trainer:
         )
 
         self.G = StyleGAN2Generator(**config.generator_kwargs(), seed=config.seed).to(self.device).train()
-        self.G.fused_modconv = (
-            False  # one shared convolution per layer: faster to back-propagate over a batch
-        )
+        # one shared convolution per layer (not per-sample weights): faster to back-propagate over a batch
+        self.G.fused_modconv = False
         self.G.autocast_dtype = self.amp_dtype
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.G_ema.fused_modconv, self.G_ema.autocast_dtype = True, None
@@ -158,7 +156,7 @@ class Trainer:
         )
         self.D.reset_parameters(torch.Generator().manual_seed(config.seed + 2))
         self.D.to(self.device).train()
-        self.augment = AugmentPipe(p=config.augment_p).to(self.device)
+        self.augment = AugmentPipe(p=0.0 if config.augment == "none" else config.augment_p).to(self.device)
         self.ada = (
             AdaptiveP(target=config.ada_target, interval=config.ada_interval, speed_kimg=config.ada_kimg)
             if config.augment == "ada"
