@@ -65,6 +65,10 @@ def train(
     from brgm.train.checkpoints import list_checkpoints
 
     try:
+        if device != "cpu" and not device.startswith("cuda"):
+            raise _fail(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise _fail(f"--device {device}: no CUDA device is available")
         if threads is not None:
             torch.set_num_threads(threads)
         images = load_images(data, resolution)
