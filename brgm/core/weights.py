@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 
 from brgm.core.errors import BrgmError, ConfigError, WeightsNotFoundError
+from brgm.core.files import publish
 from brgm.core.registry import did_you_mean
 
 #: called while downloading with (bytes received, total bytes or None when the server does not say)
@@ -186,7 +187,7 @@ def fetch(
                 f"checksum mismatch for {spec.filename} from {url}: SHA-256 {digest}, expected {spec.sha256}; "
                 "nothing was saved"
             )
-        os.replace(tmp, dest)
+        publish(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest

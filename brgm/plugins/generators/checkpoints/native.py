@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 from brgm import __version__
 from brgm.core.errors import CheckpointError
+from brgm.core.files import publish
 
 FORMAT = "brgm-generator"
 VERSION = 1
@@ -53,7 +54,7 @@ def write_native(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
