@@ -21,6 +21,9 @@ DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 def pytest_configure(config: pytest.Config) -> None:
     from brgm.core.plugins import pm
 
+    # The suite's networks and images are tiny: one thread avoids oversubscribing the CI's two cores.
+    torch.set_num_threads(1)
+
     if not pm.is_registered(test_plugin):
         pm.register(test_plugin, name="tests.plugins.test_plugin")
 
