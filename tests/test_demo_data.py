@@ -13,16 +13,6 @@ from PIL import Image
 
 import brgm
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and a busy shared CPU is not oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_demo_data.py"
 _spec = importlib.util.spec_from_file_location("make_demo_data", SCRIPT)
 make_demo_data = importlib.util.module_from_spec(_spec)

@@ -25,15 +25,6 @@ SQRT_HALF = 0.5**0.5
 FILTERS = {"binomial4": (1, 3, 3, 1), "3dstylegan5": (1, 3, 3, 3, 1)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: on a shared 2-core machine, extra threads cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(
     spatial_dims: int = 2, architecture: str = "skip", resolution: int = 16, **kwargs
 ) -> StyleGAN2Generator:

@@ -28,15 +28,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: on a shared 2-core machine, extra threads cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def rel_err(ours: torch.Tensor, ref: np.ndarray) -> float:
     """max|ours − ref| / max|ref|."""
     ours_np = ours.detach().cpu().numpy().astype(ref.dtype)

@@ -28,16 +28,6 @@ from brgm.train import (
 from brgm.train.discriminator import Conv2dLayer, minibatch_std
 from brgm.train.losses import discriminator_loss, generator_loss, r1_penalty
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and a busy shared CPU is not oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 ONLY = {k: 0.0 for k in ("xflip", "translate", "scale", "rotate", "brightness", "contrast")}
 
 
