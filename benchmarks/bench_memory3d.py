@@ -30,13 +30,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from timing import best_seconds
 
 import brgm
 from brgm.core.generator import AUTOCAST_DTYPES
@@ -57,17 +57,6 @@ MODES = {
 #: the CPU run's modes per grid
 CPU_MODES = {"2mm": ("plain", "checkpoint", "bf16", "checkpoint+bf16"), "1mm": ("plain", "checkpoint")}
 MB = 1 << 20
-
-
-def timed(step: Callable[[], None], device: torch.device) -> float:
-    """Wall seconds of ``step()`` (synchronised on CUDA)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def cpu_step_mb(step: Callable[[], None]) -> float:
@@ -104,7 +93,7 @@ def measure(grid: str, mode: str, fmaps: int, device: str, repeats: int) -> dict
         ws.grad = None
 
     with G.memory_options(checkpoint=checkpoint, autocast_dtype=AUTOCAST_DTYPES[autocast]):
-        seconds = min([timed(step, dev) for _ in range(repeats + 1)][1:])
+        seconds = best_seconds(step, repeats, dev)
         if dev.type == "cuda":
             before = torch.cuda.memory_allocated(dev)
             torch.cuda.reset_peak_memory_stats(dev)

@@ -12,11 +12,11 @@ weights. Each timing is the best of ``--repeats`` runs after a warm-up (the leas
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
+from timing import best_seconds
 
 from brgm.core.operators import Chain, LinearForwardModel
 from brgm.plugins.forward_models import Blur, Downsample, GaussianNoise, Inpaint, KSpace
@@ -34,20 +34,6 @@ OPERATORS: dict[str, Callable[[], LinearForwardModel]] = {
     "gaussian_noise": lambda: GaussianNoise(sigma=0.01),
     "blur+downsample x4": lambda: Chain([Blur(sigma=2.0), Downsample(factor=4)]),
 }
-
-
-def best_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    def run() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    run()  # warm-up: builds the operators' cached tensors and the generator's kernels
-    return min(run() for _ in range(repeats))
 
 
 def bench_size(size: int, device: torch.device, repeats: int) -> None:

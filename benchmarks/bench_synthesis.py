@@ -11,9 +11,9 @@ per-image throughput ratio batch8/batch1 (1.0 = no gain from batching), for the 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import best_seconds
 
 from brgm.plugins.generators.stylegan2 import StyleGAN2Generator
 
@@ -21,17 +21,7 @@ from brgm.plugins.generators.stylegan2 import StyleGAN2Generator
 def step_ms(G: StyleGAN2Generator, batch: int, device: torch.device, repeats: int) -> float:
     """Best wall time in ms of ``synthesis(ws)`` + ``backward`` of a scalar loss, after one warm-up step."""
     ws = torch.randn(batch, G.num_ws, G.w_dim, device=device, requires_grad=True)
-    best = float("inf")
-    for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        G.synthesis(ws).square().mean().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i > 0:
-            best = min(best, time.perf_counter() - start)
-    return best * 1000
+    return best_seconds(lambda: G.synthesis(ws).square().mean().backward(), repeats, device) * 1000
 
 
 def main() -> None:
