@@ -5,7 +5,7 @@ in BRGM (gradients flow to ``ws`` only). For batch 1 and 8 it prints the best ti
 per-image throughput ratio batch8/batch1 (1.0 = no gain from batching), for the fused modulated convolution
 (NVIDIA's inference path, the baseline) and the non-fused one, on the CPU and, when present, on CUDA.
 
-    python benchmarks/bench_synthesis.py [--resolution 256] [--repeats 3] [--batches 1 8]
+    python benchmarks/bench_synthesis.py [--resolution 256] [--repeats 3] [--batches 1 8] [--device cuda]
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs=2, default=[1, 8])
+    parser.add_argument(
+        "--device", choices=("all", "cpu", "cuda"), default="all", help="all: the CPU and CUDA when present"
+    )
     args = parser.parse_args()
     G = StyleGAN2Generator(
         z_dim=512,
@@ -40,7 +43,10 @@ def main() -> None:
         synthesis_kwargs={"channel_base": 16384, "channel_max": 512},
     )
     G.eval().requires_grad_(False)
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.device == "all":
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        devices = [torch.device(args.device)]
     small, large = args.batches
     print(
         f"StyleGAN2 {args.resolution}², paper256 channels, torch {torch.__version__}, {torch.get_num_threads()} CPU threads"

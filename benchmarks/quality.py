@@ -16,6 +16,7 @@ and writes ``OUT/quality.md`` (PSNR and SSIM, mean ± std over slices, per test 
 
     python benchmarks/quality.py --limit 2 --steps 20 --out /tmp/quality      # a quick check
     nice -n 5 python benchmarks/quality.py --generator demo-brain64 --steps 300 --out docs/
+    python benchmarks/quality.py --device cuda --steps 1000 --out docs/          # on a GPU
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``, which installs deepinv).
 """
@@ -196,7 +197,7 @@ def tv_reconstruct(
 
     A fresh TV prior per call: deepinv's TV denoiser warm-starts from its previous call."""
     physics = as_physics(op)
-    norm = float(physics.compute_norm(torch.rand(1, *shape[1:]), verbose=False))
+    norm = float(physics.compute_norm(torch.rand(1, *shape[1:], device=y.device), verbose=False))
     solver = FISTA(
         data_fidelity=L2(),
         prior=TVPrior(n_it_max=20),
@@ -243,8 +244,8 @@ def preset_steps() -> int:
     return int(registry().get("preset", PRESET).obj.values["solver.steps"])
 
 
-def build_problem(task: Task, generator: Generator) -> Problem:
-    return brgm.compose(gen=generator, fwd=task.fwd, preset=PRESET, device="cpu", **task.settings)
+def build_problem(task: Task, generator: Generator, device: torch.device) -> Problem:
+    return brgm.compose(gen=generator, fwd=task.fwd, preset=PRESET, device=device, **task.settings)
 
 
 def brgm_progress(label: str, every: int) -> Progress:
@@ -260,8 +261,9 @@ def brgm_progress(label: str, every: int) -> Progress:
 def run_task(
     task: Task, generator: Generator, truth: torch.Tensor, x_train: torch.Tensor, args: argparse.Namespace
 ) -> TaskRun:
-    """Measure ``truth`` (every test slice) under ``task`` and reconstruct it with every method."""
-    problem = build_problem(task, generator)
+    """Measure ``truth`` (every test slice, on the run's device) under ``task`` and reconstruct it with every
+    method; the images come back on the CPU."""
+    problem = build_problem(task, generator, truth.device)
     op = problem.forward_model
     y = op.simulate(truth, torch.Generator().manual_seed(args.seed))
     adjoint_error = checked_adjoint_error(as_physics(op), truth[:1])
@@ -272,9 +274,9 @@ def run_task(
     seconds["TV tuning"] = time.perf_counter() - start
     print(f"{task.label}: TV weight {weight:g} (train PSNR {train_psnr:.2f} dB)", flush=True)
 
-    images = {"naive": op.naive_inverse(y).clamp(0, 1)}
+    images = {"naive": op.naive_inverse(y).clamp(0, 1).cpu()}
     start = time.perf_counter()
-    images["TV"] = tv_reconstruct(op, y, weight, args.tv_iterations, truth.shape)
+    images["TV"] = tv_reconstruct(op, y, weight, args.tv_iterations, truth.shape).cpu()
     seconds["TV"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -282,9 +284,9 @@ def run_task(
     result = brgm.reconstruct(
         problem, y, steps=args.steps, seed=args.seed, batch_size=len(y), progress=progress
     )
-    images["brgm"] = result.image
+    images["brgm"] = result.image.cpu()
     seconds["brgm"] = time.perf_counter() - start
-    return TaskRun(task, y, images, weight, train_psnr, adjoint_error, seconds)
+    return TaskRun(task, y.cpu(), images, weight, train_psnr, adjoint_error, seconds)
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -371,14 +373,15 @@ def target_verdict(per_task: dict[str, dict[str, Score]]) -> str:
 # ------------------------------------------------------------------------------------------ reporting
 
 
-def machine_description() -> str:
+def machine_description(device: torch.device) -> str:
+    gpu = f"{torch.cuda.get_device_name(device)}, " if device.type == "cuda" else ""
     cpuinfo = Path("/proc/cpuinfo")
     models = [
         ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")
     ]
     cpu = models[0] if models else platform.processor() or platform.machine()
     return (
-        f"{cpu}, {os.cpu_count()} logical cores (shared), torch threads: {torch.get_num_threads()}, "
+        f"{gpu}{cpu}, {os.cpu_count()} logical cores (shared), torch threads: {torch.get_num_threads()}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}"
     )
 
@@ -389,7 +392,7 @@ def write_markdown(
     """``quality.md``: the settings header, a TV table and one results table per test set."""
     steps_note = f"{meta['steps']} Adam steps"
     if meta["steps"] < meta["preset_steps"]:
-        steps_note += f" (reduced from the preset's {meta['preset_steps']} to fit the CPU budget)"
+        steps_note += f" (reduced from the preset's {meta['preset_steps']} to fit the time budget)"
     lines = [
         "# Quality benchmark: brgm vs naive inverse vs total variation",
         "",
@@ -486,6 +489,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tv-iterations", type=int, default=200, help="FISTA iterations of TV")
     parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N"
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: oversubscribing a shared CPU is far slower)"
     )
     parser.add_argument(
@@ -507,8 +513,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     data = ensure_data(args.data or default_data_dir())
+    device = torch.device(args.device)
     sets = {split: load_slices(data, split, args.limit) for split in SPLITS}
-    x_train = load_slices(data, "train", args.train_slices)
+    x_train = load_slices(data, "train", args.train_slices).to(device)
     truth = torch.cat(list(sets.values()))
     offsets = np.cumsum([0, *(len(s) for s in sets.values())])
     bounds = {
@@ -516,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     generator = brgm.load_generator(args.generator)
 
-    runs = [run_task(task, generator, truth, x_train, args) for task in TASKS]
+    runs = [run_task(task, generator, truth.to(device), x_train, args) for task in TASKS]
     scores = {run.task.label: split_scores(run, truth, bounds) for run in runs}
 
     totals = {key: sum(run.seconds[key] for run in runs) for key in ("TV tuning", "TV", "brgm")}
@@ -541,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"({totals['brgm'] / (args.steps * len(truth) * len(runs)) * 1e3:.1f} ms per step per slice), TV "
             f"{totals['TV'] / 60:.1f} min, TV weight search {totals['TV tuning'] / 60:.1f} min"
         ),
-        "machine": machine_description(),
+        "machine": machine_description(device),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     picks = {split: bounds[split].start + len(sets[split]) // 2 for split in SPLITS}

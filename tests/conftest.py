@@ -23,6 +23,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # The suite's networks and images are tiny: one thread avoids oversubscribing the CI's two cores.
     torch.set_num_threads(1)
+    # Reference comparisons need float32 arithmetic on CUDA too (TF32 convolutions carry ~1e-3 errors).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
     if not pm.is_registered(test_plugin):
         pm.register(test_plugin, name="tests.plugins.test_plugin")

@@ -13,6 +13,7 @@ import brgm
 from brgm.core.errors import NonFiniteEnergyError
 from brgm.core.solver import SolverConfig, learning_rate
 from brgm.core.terms import Latents, Prior
+from tests.conftest import DEVICES
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,19 @@ def test_energy_falls_history_is_complete_and_gradients_finite(problem) -> None:
     assert result.image.shape == (3, 1, 8, 8) and result.ws.shape == (3, 4, 8)
     assert torch.equal(result.baseline, y / 0.5)
     assert result.image.min() >= 0 and result.image.max() <= 1
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_device_reconstructs_what_the_cpu_does(problem, device: str) -> None:
+    on_device = brgm.compose(
+        gen="tiny", fwd="test_scale", likelihoods=["test_sse"], priors=["test_spread"], device=device
+    )
+    y = measurement(problem, 2)
+    ours = brgm.reconstruct(on_device, y.to(device), steps=20, seed=0)
+    cpu = brgm.reconstruct(problem, y, steps=20, seed=0)
+    assert ours.image.device.type == torch.device(device).type
+    torch.testing.assert_close(ours.ws.cpu(), cpu.ws, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.history["total"].cpu(), cpu.history["total"], rtol=1e-4, atol=1e-6)
 
 
 def test_same_seed_same_result_and_seed_matters_with_jitter(problem) -> None:

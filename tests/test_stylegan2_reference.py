@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from brgm.plugins.generators.stylegan2 import StyleGAN2Generator
+from tests.conftest import DEVICES
 
 FIXTURES = Path(
     os.environ.get("BRGM_REFERENCE_FIXTURES", Path(__file__).parents[1] / ".." / "shared" / "fixtures")
@@ -45,27 +46,33 @@ def state_dict() -> dict[str, torch.Tensor]:
     return load_file(TINY / "state_dict.safetensors")
 
 
-def build(state_dict: dict[str, torch.Tensor], *, fused: bool = True, dtype: torch.dtype = torch.float32):
+def build(
+    state_dict: dict[str, torch.Tensor],
+    *,
+    fused: bool = True,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+):
     G = StyleGAN2Generator(**nvidia_init_kwargs()["ada"], fused_modconv=fused).eval().requires_grad_(False)
     G.load_state_dict(state_dict, strict=True)
-    return G.to(dtype)
+    return G.to(device, dtype)
 
 
 def render(G: StyleGAN2Generator, cases: dict[str, np.ndarray], suffix: str = "") -> dict[str, torch.Tensor]:
-    """Every reference array's counterpart, computed in G's dtype from the fixture's inputs."""
-    dtype = G.mapping_network.w_avg.dtype
-    z = torch.from_numpy(cases["z"])
+    """Every reference array's counterpart, computed in G's dtype and on G's device from the fixture's inputs."""
+    dtype, device = G.mapping_network.w_avg.dtype, G.device
+    z = torch.from_numpy(cases["z"]).to(device)
     out = {
         "ws_from_z": G.mapping(z),
         "ws_trunc": G.mapping(z, truncation_psi=0.7),
         "ws_trunc_cutoff": G.mapping(z, truncation_psi=0.7, truncation_cutoff=2),
     }
-    ws = torch.from_numpy(cases["ws_from_z" + suffix]).to(dtype)
+    ws = torch.from_numpy(cases["ws_from_z" + suffix]).to(device, dtype)
     out["img_const"] = G.synthesis(ws, noise_mode="const")
     out["img_none"] = G.synthesis(ws, noise_mode="none")
-    ws_random = torch.from_numpy(cases["ws_random"]).to(dtype).requires_grad_(True)
+    ws_random = torch.from_numpy(cases["ws_random"]).to(device, dtype).requires_grad_(True)
     img = G.synthesis(ws_random, noise_mode="const")
-    (img * torch.from_numpy(cases["grad_weights"]).to(dtype)).sum().backward()
+    (img * torch.from_numpy(cases["grad_weights"]).to(device, dtype)).sum().backward()
     out["img_wplus"] = img
     out["grad_wplus"] = ws_random.grad
     return out
@@ -89,17 +96,19 @@ def test_state_dict_keys_and_shapes_are_nvidias(state_dict, source):
     )  # NVIDIA order: synthesis first, own tensors before children
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "non-fused"])
-def test_float32_matches_nvidia(state_dict, cases, fused):
-    out = render(build(state_dict, fused=fused), cases)
+def test_float32_matches_nvidia(state_dict, cases, fused, device):
+    out = render(build(state_dict, fused=fused, device=device), cases)
     for name, ours in out.items():
         tol = 1e-3 if name == "grad_wplus" else 1e-4
         assert rel_err(ours, cases[name]) < tol, name
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "non-fused"])
-def test_float64_matches_nvidia_float64(state_dict, cases, fused):
-    out = render(build(state_dict, fused=fused, dtype=torch.float64), cases, suffix="_f64")
+def test_float64_matches_nvidia_float64(state_dict, cases, fused, device):
+    out = render(build(state_dict, fused=fused, dtype=torch.float64, device=device), cases, suffix="_f64")
     for name in ("ws_from_z", "ws_trunc", "img_const", "img_none", "img_wplus", "grad_wplus"):
         assert out[name].dtype == torch.float64
         assert rel_err(out[name], cases[name + "_f64"]) < 1e-9, name

@@ -27,6 +27,7 @@ from brgm.train import (
 )
 from brgm.train.discriminator import Conv2dLayer, minibatch_std
 from brgm.train.losses import discriminator_loss, generator_loss, r1_penalty
+from tests.conftest import DEVICES
 
 ONLY = {k: 0.0 for k in ("xflip", "translate", "scale", "rotate", "brightness", "contrast")}
 
@@ -191,8 +192,9 @@ def states(trainer: Trainer) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_a_few_steps_give_finite_losses_and_move_the_networks(images, tmp_path):
-    trainer = Trainer(tiny_config(), images, tmp_path)
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_few_steps_give_finite_losses_move_the_networks_and_checkpoint(images, tmp_path, device):
+    trainer = Trainer(tiny_config(), images, tmp_path, device=device)
     before = states(trainer)
     log = [trainer.train_step() for _ in range(3)]
     assert all(math.isfinite(v) for stats in log for v in stats.values())
@@ -201,6 +203,16 @@ def test_a_few_steps_give_finite_losses_and_move_the_networks(images, tmp_path):
     for prefix in ("G.synthesis.b16.conv1.weight", "D.b16.conv0.weight", "G_ema.synthesis.b16.conv1.weight"):
         assert not torch.equal(before[prefix], after[prefix]), prefix
     assert not torch.equal(after["G.mapping.w_avg"], before["G.mapping.w_avg"])  # w_avg tracks the batches
+    assert {v.device.type for v in after.values()} == {torch.device(device).type}
+
+    restored = Trainer.resume(trainer.save_checkpoint(), images, tmp_path, device=device)
+    assert restored.step == 3 and torch.equal(restored.rng.get_state(), trainer.rng.get_state())
+    for key, value in states(restored).items():
+        assert torch.equal(value, after[key]), key
+    path = trainer.export()
+    G = brgm.load_generator(str(path))
+    for key, value in G.state_dict().items():
+        assert torch.equal(value, trainer.G_ema.state_dict()[key].cpu()), key
 
 
 def test_augment_modes(images, tmp_path):
