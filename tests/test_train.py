@@ -25,6 +25,7 @@ from brgm.train import (
     checkpoints,
     load_images,
 )
+from brgm.train.augment import sample_bilinear_reflect
 from brgm.train.discriminator import Conv2dLayer, minibatch_std
 from brgm.train.losses import discriminator_loss, generator_loss, r1_penalty
 from tests.conftest import DEVICES
@@ -37,6 +38,34 @@ def seeded(seed: int = 0) -> torch.Generator:
 
 
 # ------------------------------------------------------------------------------------------- augmentation
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(4))
+def test_gather_sampling_equals_grid_sample_with_reflection(seed, device):
+    # affine maps up to 3× zoom-out, any rotation and shifts of up to 2 image widths: several reflections
+    g = seeded(seed)
+    x = torch.randn(3, 2, 7, 10, generator=g, dtype=torch.float64).to(device)
+    theta = torch.randn(3, 2, 3, generator=g, dtype=torch.float64) * torch.tensor([[1.5, 1.5, 2.0]]).double()
+    grid = F.affine_grid(theta, [3, 2, 5, 9], align_corners=False).to(device)
+    expected = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    ours = sample_bilinear_reflect(x, grid)
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    # identity grid reproduces the image exactly
+    identity = F.affine_grid(torch.eye(2, 3).expand(3, 2, 3), [3, 2, 7, 10], align_corners=False).to(device)
+    torch.testing.assert_close(sample_bilinear_reflect(x, identity), x, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gather_sampling_has_second_derivatives(device):
+    # the R1 penalty differentiates D(augment(x)) twice with respect to x (CUDA's grid_sample cannot)
+    g = seeded(5)
+    x = torch.randn(2, 1, 6, 5, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+    theta = torch.eye(2, 3, dtype=torch.float64) + 0.3 * torch.randn(
+        2, 2, 3, generator=g, dtype=torch.float64
+    )
+    grid = F.affine_grid(theta, [2, 1, 6, 5], align_corners=False).to(device)
+    assert torch.autograd.gradgradcheck(lambda t: sample_bilinear_reflect(t, grid).square(), (x,))
 
 
 def test_augment_keeps_shape_and_is_identity_at_p0():

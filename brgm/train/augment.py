@@ -74,13 +74,46 @@ class AugmentPipe(nn.Module):
         angle = torch.where(gate(cfg.rotate), angle, 0.0)
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta[:, :2, :2] = theta[:, :2, :2] @ torch.stack([cos, -sin, sin, cos], -1).view(n, 2, 2)
-        grid = F.affine_grid(theta[:, :2].to(dtype), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        x = sample_bilinear_reflect(x, F.affine_grid(theta[:, :2], list(x.shape), align_corners=False))
 
         # Intensity: contrast about 0 (mid-grey), then brightness.
         contrast = torch.where(gate(cfg.contrast), torch.exp2(normal() * cfg.contrast_std), 1.0)
         brightness = torch.where(gate(cfg.brightness), normal() * cfg.brightness_std, 0.0)
         return x * contrast.to(dtype).view(n, 1, 1, 1) + brightness.to(dtype).view(n, 1, 1, 1)
+
+
+def _reflect(coord: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel coordinates reflected into ``[-0.5, size - 0.5]`` (about the outer pixel edges), then clamped to
+    ``[0, size - 1]``: ``grid_sample``'s reflection padding with ``align_corners=False``."""
+    distance = (coord + 0.5).abs()
+    extra, flips = torch.fmod(distance, size), torch.floor(distance / size)
+    return (torch.where(flips % 2 == 0, extra, size - extra) - 0.5).clamp(0, size - 1)
+
+
+def sample_bilinear_reflect(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``F.grid_sample(x, grid, "bilinear", "reflection", align_corners=False)`` written with gathers.
+
+    ``x [N, C, H, W]``, ``grid [N, Ho, Wo, 2]`` (x, y in [-1, 1]) -> ``[N, C, Ho, Wo]``. Linear in ``x`` and twice
+    differentiable with respect to it on every device; CUDA has no double backward of ``grid_sample``, which the
+    R1 penalty through the augmentation needs. Coordinates are computed in at least float32 whatever ``x``'s dtype.
+    """
+    n, c, h, w = x.shape
+    grid = grid.to(torch.promote_types(grid.dtype, torch.float32))
+    ix = _reflect(((grid[..., 0] + 1) * w - 1) / 2, w)
+    iy = _reflect(((grid[..., 1] + 1) * h - 1) / 2, h)
+    x0, y0 = ix.floor(), iy.floor()
+    wx, wy = (ix - x0)[:, None].to(x.dtype), (iy - y0)[:, None].to(x.dtype)  # [N, 1, Ho, Wo]
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)  # a clamped neighbour has weight 0
+    flat = x.reshape(n, c, h * w)
+
+    def at(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        index = (row * w + col).reshape(n, 1, -1).expand(n, c, -1)
+        return flat.gather(2, index).reshape(n, c, *row.shape[1:])
+
+    top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
+    bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
 
 
 @attrs.define(kw_only=True, eq=False)
