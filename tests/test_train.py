@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -344,6 +345,17 @@ def test_cli_trains_resumes_and_refuses_to_overwrite(cli, images, tmp_path):
     resumed = runner.invoke(cli, [*args, "--kimg", "0.016", "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "step 2" in resumed.output and "step 4" in resumed.output
+    assert [p.name for p in checkpoints.list_checkpoints(out / "checkpoints")][
+        -1
+    ] == "step-00000004.safetensors"
+
+    # options left out keep the run's own values: it is complete at 0.016 kimg (4 steps), so nothing more runs
+    # (with the CLI's defaults it would train on towards 100 kimg until --max-minutes stops it)
+    without = [a for a in args if a not in ("--checkpoint-steps", "2")]
+    done = runner.invoke(cli, [*without, "--resume", "--max-minutes", "0.05"])
+    assert done.exit_code == 0, done.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["kimg"], saved["checkpoint_steps"]) == (0.016, 2)
     assert [p.name for p in checkpoints.list_checkpoints(out / "checkpoints")][
         -1
     ] == "step-00000004.safetensors"

@@ -21,7 +21,12 @@ def train(
         Path, typer.Option(help="Run folder: checkpoints/, samples/, log.jsonl, generator.safetensors.")
     ],
     resolution: Annotated[int, typer.Option(help="Image side; must match the data.")] = 64,
-    kimg: Annotated[float, typer.Option(help="Length of the run in thousands of real images shown.")] = 100.0,
+    kimg: Annotated[
+        float | None,
+        typer.Option(
+            help="Length of the run in thousands of real images shown [default: 100, or the run's]."
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(help="Images per step.")] = 32,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out (its settings).")
@@ -43,8 +48,12 @@ def train(
     ] = None,
     mirror: Annotated[bool, typer.Option(help="Show reals left-right flipped half of the time.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of every random draw of the run.")] = 0,
-    checkpoint_steps: Annotated[int, typer.Option(help="Checkpoint every this many steps.")] = 1000,
-    checkpoint_minutes: Annotated[float | None, typer.Option(help="... or every this many minutes.")] = None,
+    checkpoint_steps: Annotated[
+        int | None, typer.Option(help="Checkpoint every this many steps [default: 1000, or the run's].")
+    ] = None,
+    checkpoint_minutes: Annotated[
+        float | None, typer.Option(help="... or every this many minutes [default: never, or the run's].")
+    ] = None,
     max_minutes: Annotated[
         float | None,
         typer.Option(help="Stop after this many minutes (checkpoint and export); --resume goes on."),
@@ -73,19 +82,21 @@ def train(
             torch.set_num_threads(threads)
         images = load_images(data, resolution)
         found = list_checkpoints(out / "checkpoints")
+        # options left out keep the resumed run's values (or take TrainConfig's defaults in a new run)
+        steering = {
+            key: value
+            for key, value in {
+                "kimg": kimg,
+                "ada_kimg": ada_kimg,
+                "checkpoint_steps": checkpoint_steps,
+                "checkpoint_minutes": checkpoint_minutes,
+            }.items()
+            if value is not None
+        }
         if resume:
             if not found:
                 raise _fail(f"--resume: no checkpoint in {out / 'checkpoints'}")
-            trainer = Trainer.resume(
-                found[-1],
-                images,
-                out,
-                device=device,
-                kimg=kimg,
-                **({} if ada_kimg is None else {"ada_kimg": ada_kimg}),
-                checkpoint_steps=checkpoint_steps,
-                checkpoint_minutes=checkpoint_minutes,
-            )
+            trainer = Trainer.resume(found[-1], images, out, device=device, **steering)
             err_console.print(f"resuming {found[-1]} at step {trainer.step} ({trainer.nimg / 1000:.2f} kimg)")
         else:
             if found:
@@ -95,7 +106,6 @@ def train(
             config = TrainConfig(
                 resolution=resolution,
                 img_channels=images.shape[1],
-                kimg=kimg,
                 batch=batch,
                 z_dim=z_dim,
                 w_dim=w_dim,
@@ -107,12 +117,10 @@ def train(
                 r1_gamma=gamma,
                 augment=augment,
                 augment_p=augment_p,
-                **({} if ada_kimg is None else {"ada_kimg": ada_kimg}),
                 mirror=mirror,
                 seed=seed,
                 amp=amp,
-                checkpoint_steps=checkpoint_steps,
-                checkpoint_minutes=checkpoint_minutes,
+                **steering,
             )
             trainer = Trainer(config, images, out, device=device)
         path = trainer.run(console=err_console, progress=progress, max_minutes=max_minutes)
