@@ -1,6 +1,6 @@
 """The bundled ``demo-brain64`` generator: a small 64×64 StyleGAN2 of skull-stripped axial T1 brain slices of one
-subject (Colin27), trained on a CPU with ``brgm train``. Its weights ship inside the package (brgm/data/demo-brain64/,
-with MODEL_CARD.md), so it loads offline, without ``brgm weights fetch``.
+subject (Colin27), trained with ``brgm train`` (7 minutes on one GPU). Its weights ship inside the package
+(brgm/data/demo-brain64/, with MODEL_CARD.md), so it loads offline, without ``brgm weights fetch``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ WEIGHTS = "generator.safetensors"
 
 @attrs.define(kw_only=True, eq=False)
 class DemoBrain64(GeneratorSource):
-    """Bundled 64×64 StyleGAN2 of axial T1 brain slices (one subject, Colin27), trained on CPU; works offline."""
+    """Bundled 64×64 StyleGAN2 of axial T1 brain slices (one subject, Colin27), trained by brgm; works offline."""
 
     name: ClassVar[str] = "demo-brain64"
 
