@@ -5,7 +5,8 @@ One step (NVIDIA's phase order): the generator minimises the non-saturating loss
 discriminator; the discriminator minimises the logistic loss on an augmented real batch and fresh fakes; every
 ``r1_interval`` steps it also takes an R1 step; then the EMA generator follows ``G`` and ADA adjusts ``p``.
 Every random draw comes from one ``torch.Generator`` seeded by ``seed`` whose state is checkpointed, so a run
-resumed from a checkpoint reproduces the uninterrupted run exactly on the same device and thread count.
+resumed from a checkpoint reproduces the uninterrupted run exactly on the same device and thread count; a run
+moved between CPU and CUDA goes on with a fresh random stream (the two keep different generator states).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -298,8 +300,17 @@ class Trainer:
         extra, meta = checkpoints.restore(path, modules=self._modules(), optimizers=self._optimizers())
         if meta["data_sha256"] != self.digest:
             raise ConfigError(f"{path} was trained on different images than the ones given")
-        self.rng.set_state(extra["rng"])
         self.step, self.nimg, self.train_seconds = meta["step"], meta["nimg"], meta["train_seconds"]
+        if extra["rng"].numel() == self.rng.get_state().numel():
+            self.rng.set_state(extra["rng"])
+        else:  # CPU and CUDA generators keep different states: the random stream cannot move between them
+            self.rng.manual_seed(self.config.seed + 1_000_003 * self.step)
+            warnings.warn(
+                f"{path} was written on another kind of device than {self.device.type}: training goes on with a "
+                "fresh random stream (seeded by the run's seed and step), so it will not repeat an uninterrupted "
+                "run exactly",
+                stacklevel=2,
+            )
         if self.ada is not None:
             self.ada.signs, self.ada.count = meta["ada"]["signs"], meta["ada"]["count"]
 
