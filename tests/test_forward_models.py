@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import brgm
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.operators import Chain, autograd_adjoint
 from brgm.core.plugins import registry
@@ -436,3 +437,22 @@ def test_noise_errors() -> None:
         PoissonNoise(gain=0)
     with pytest.raises(ShapeError, match="accepts 2D or 3D inputs"):
         GaussianNoise().simulate(torch.zeros(3, 4))
+
+
+def test_measured_entries_of_operators_and_chains() -> None:
+    shape = (2, 1, 16, 32)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert brgm.forward_model("blur").measured(shape) is None  # every output entry is measured
+    mask = brgm.forward_model("mask", missing="box")
+    assert torch.equal(mask.measured(shape).expand(shape), mask.observed(shape).expand(shape))
+    assert torch.equal(
+        brgm.forward_model("blur+mask", mask__missing="box").measured(shape), mask.observed(shape)
+    )
+    assert brgm.forward_model("mask+blur", mask__missing="box").measured(shape) is None  # blur spreads it
+    for coils in (1, 4):
+        fwd = brgm.forward_model("kspace+gaussian_noise", kspace__coils=coils, kspace__acceleration=4)
+        y = fwd.simulate(x, torch.Generator().manual_seed(1))
+        (kspace,) = (op for op in fwd.components if op.name == "kspace")
+        expected = kspace.keep_measured(torch.ones_like(y)) != 0
+        assert y.shape[1] == coils and torch.equal(fwd.measured(y.shape).expand(y.shape), expected)
+        assert 0.1 < expected.double().mean() < 0.4  # about 1/4 of the columns

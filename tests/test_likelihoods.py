@@ -86,11 +86,21 @@ def test_pixel_validation() -> None:
 # --- kspace -------------------------------------------------------------------------------------------------
 
 
-def test_kspace_averages_over_sampled_entries_only() -> None:
-    target = torch.tensor([[0j, 1 + 1j, 0j, 2 + 0j], [0j, 0j, 0j, 0j]])
-    pred = torch.tensor([[5 + 0j, 0j, 5j, 2 + 0j], [1 + 0j, 0j, 0j, 0j]])
-    # sample 0: sampled entries 1 and 3 give |−1 − i|² = 2 and 0; sample 1 has no sampled entry
-    assert KSpaceLikelihood().energy(pred, target, Fourier()).tolist() == [1.0, 0.0]
+class MaskedFourier(Fourier):
+    """Declares entries 1 and 3 of a length-4 measurement as the sampled ones."""
+
+    def measured(self, shape, device="cpu"):
+        return torch.tensor([False, True, False, True], device=device)
+
+
+def test_kspace_averages_over_the_operators_sampled_entries_only() -> None:
+    target = torch.tensor([[0j, 1 + 1j, 0j, 2 + 0j], [7j, 0j, 0j, 0j]])
+    pred = torch.tensor([[5 + 0j, 0j, 5j, 2 + 0j], [1 + 0j, 0j, 0j, 3 + 0j]])
+    # sample 0: sampled entries 1 and 3 give |−1 − i|² = 2 and 0; sample 1: entry 0 (7j) is not sampled, the
+    # sampled entries 1 (an exact zero) and 3 give 0 and 9
+    assert KSpaceLikelihood().energy(pred, target, MaskedFourier()).tolist() == [1.0, 4.5]
+    # an operator that samples everything: the mean over all entries
+    assert KSpaceLikelihood().energy(pred, target, Fourier()).tolist() == [(25 + 2 + 25) / 4, (50 + 9) / 4]
 
 
 def test_kspace_with_full_sampling_is_the_pixel_term() -> None:
@@ -107,6 +117,9 @@ def test_kspace_sampled_entries_are_those_of_the_kspace_operator() -> None:
     y = fwd.simulate(x, torch.Generator().manual_seed(0))
     sampled = kspace.keep_measured(torch.ones_like(y)) != 0
     assert 0 < sampled.double().mean() < 0.5
+    assert torch.equal(fwd.measured(y.shape).expand(y.shape), sampled)
+    first = tuple(sampled.nonzero()[0])
+    y[first] = 0  # a sampled entry that is exactly zero (real k-space has them) still counts
     expected = ((fwd(x2) - y).abs().square() * sampled).flatten(1).sum(1) / sampled.flatten(1).sum(1)
     assert torch.allclose(KSpaceLikelihood().energy(fwd(x2), y, fwd), expected, rtol=1e-12)
     assert KSpaceLikelihood().energy(fwd(x), fwd(x), fwd).tolist() == [0.0, 0.0]

@@ -61,6 +61,12 @@ class ForwardModel:
         measurement stays inside the measured domain. The identity for operators that measure every entry."""
         return y
 
+    def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor | None:
+        """Which entries of a measurement of ``shape`` the operator measures: a boolean tensor on ``device``
+        that broadcasts to ``shape`` (the k-space sampling mask, the observed pixels), or None when it measures
+        every entry (the default)."""
+        return None
+
     @property
     def components(self) -> tuple[ForwardModel, ...]:
         """The operators in application order (a chain lists its members)."""
@@ -160,6 +166,12 @@ class Chain(LinearForwardModel):
             elif measuring is not None:
                 x = measuring.keep_measured(x)
         return x
+
+    def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor | None:
+        """The measured entries of the last member that is not noise (noise keeps its domain, see
+        :meth:`simulate`)."""
+        measuring = [op for op in self.ops if not op.is_noise]
+        return measuring[-1].measured(shape, device) if measuring else None
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         if not self.is_linear:

@@ -120,6 +120,9 @@ class Inpaint(TensorCache, LinearForwardModel):
     def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
         return torch.where(self.observed(y.shape, y.device), y, self.fill)
 
+    def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+        return self.observed(shape, device)
+
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         check_real(self, y, "measurements")
         return torch.where(self.observed(y.shape, y.device), y, 0.0)

@@ -190,6 +190,9 @@ class KSpace(TensorCache, LinearForwardModel):
     def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.sampling_mask(self._image_shape(y.shape), y.device)
 
+    def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+        return self.sampling_mask(self._image_shape(shape), device)
+
     def _image_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         return (shape[0], 1, *shape[2:]) if self.multicoil else tuple(shape)
 

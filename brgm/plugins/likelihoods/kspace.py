@@ -16,13 +16,13 @@ from brgm.plugins.likelihoods.pixel import squared_error
 
 @attrs.define(kw_only=True, eq=False)
 class KSpaceLikelihood(Likelihood):
-    """k-space data consistency: mean of |A(G(w)) − y|² over the sampled (non-zero) entries of y.
+    """k-space data consistency: mean of |A(G(w)) − y|² over the entries the forward model samples.
 
-    The measurement ``y`` is zero-filled k-space, so its sampled entries are its non-zero ones (noise makes an
-    exactly zero sample improbable). The energy per sample is
-    ``Σ_{k: y_k ≠ 0} |pred_k − y_k|² / #{k : y_k ≠ 0}`` (0 for an all-zero ``y``). With the orthonormal FFT
-    and full sampling it equals the ``pixel`` term of the image (Parseval). For a known noise level use
-    ``pixel`` with ``sigma``: when ``A(G(w))`` is zero-filled like ``y`` it is the same sum, scaled as a
+    The sampled entries are the forward model's :meth:`~brgm.core.operators.ForwardModel.measured` ones (the
+    k-space mask), so a sample that happens to be exactly zero still counts and nothing outside the mask does.
+    The energy per sample is ``Σ_{k sampled} |pred_k − y_k|² / #sampled``. With the orthonormal FFT and full
+    sampling it equals the ``pixel`` term of the image (Parseval). For a known noise level use ``pixel`` with
+    ``sigma``: since ``A(G(w))`` and ``y`` are both zero outside the mask, it is the same sum, scaled as a
     negative log-likelihood.
     """
 
@@ -37,6 +37,9 @@ class KSpaceLikelihood(Likelihood):
 
     def energy(self, pred: torch.Tensor, target: torch.Tensor, forward_model: ForwardModel) -> torch.Tensor:
         """Complex k-space ``[N, ...]`` -> ``[N]``, non-negative."""
-        sampled = (target != 0).flatten(1)
-        error = squared_error(pred, target).flatten(1) * sampled
-        return error.sum(dim=1) / sampled.sum(dim=1).clamp_min(1)
+        error = squared_error(pred, target)
+        mask = forward_model.measured(target.shape, target.device)
+        if mask is None:
+            return error.flatten(1).mean(dim=1)
+        sampled = mask.expand(target.shape).flatten(1)
+        return (error.flatten(1) * sampled).sum(dim=1) / sampled.sum(dim=1).clamp_min(1)
