@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -136,3 +138,28 @@ def test_demo_brain64_bundle_is_complete():
     card = (BUNDLE / "MODEL_CARD.md").read_text()
     for needle in ("Colin27", "kimg", "one subject", "zero-filled"):
         assert needle in card
+
+
+def readme_main_command() -> list[str]:
+    """The arguments of the README's main command (after ``brgm``), read from the README itself."""
+    text = (BUNDLE.parents[2] / "README.md").read_text()
+    block = text.split("## Reconstruct a brain slice", 1)[1].split("\n\n", 2)[1]
+    command = " ".join(line.strip().rstrip("\\") for line in block.splitlines())
+    return shlex.split(command.split("&& brgm ", 1)[1])
+
+
+def test_readme_main_command_beats_zero_filling(tmp_path):
+    from typer.testing import CliRunner
+
+    from brgm.cli.app import app
+
+    args = readme_main_command()
+    assert args[:2] == ["compose", "gen=demo-brain64"] and "--out" in args
+    args[args.index("--out") + 1] = str(tmp_path)
+    # 100 steps instead of the default 500 to keep the suite fast; the README's full run gains more
+    result = CliRunner().invoke(app, [*args, "solver.steps=100"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["heldout-066"]
+    assert metrics["recon"]["psnr"] > metrics["baseline"]["psnr"] + 1.0, metrics
+    for suffix in ("recon.png", "baseline.png", "comparison.png", "measurement.npy"):
+        assert (tmp_path / f"heldout-066_{suffix}").is_file(), suffix
