@@ -17,6 +17,7 @@ and writes ``OUT/quality.md`` (PSNR and SSIM, mean ± std over slices, per test 
     python benchmarks/quality.py --limit 2 --steps 20 --out /tmp/quality      # a quick check
     nice -n 5 python benchmarks/quality.py --generator demo-brain64 --steps 300 --out docs/
     python benchmarks/quality.py --device cuda --steps 1000 --out docs/          # on a GPU
+    python benchmarks/quality.py --set like.pixel.weight=6502.5 --out /tmp/q     # another weight for brgm
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``, which installs deepinv).
 """
@@ -244,8 +245,13 @@ def preset_steps() -> int:
     return int(registry().get("preset", PRESET).obj.values["solver.steps"])
 
 
-def build_problem(task: Task, generator: Generator, device: torch.device) -> Problem:
-    return brgm.compose(gen=generator, fwd=task.fwd, preset=PRESET, device=device, **task.settings)
+def build_problem(
+    task: Task, generator: Generator, device: torch.device, overrides: dict[str, str] | None = None
+) -> Problem:
+    """The task's problem under :data:`PRESET`; ``overrides`` (``key=value`` settings, e.g. ``like.pixel.weight``)
+    change the preset's values for brgm's terms and solver."""
+    settings = {**task.settings, **(overrides or {})}
+    return brgm.compose(gen=generator, fwd=task.fwd, preset=PRESET, device=device, **settings)
 
 
 def brgm_progress(label: str, every: int) -> Progress:
@@ -263,7 +269,7 @@ def run_task(
 ) -> TaskRun:
     """Measure ``truth`` (every test slice, on the run's device) under ``task`` and reconstruct it with every
     method; the images come back on the CPU."""
-    problem = build_problem(task, generator, truth.device)
+    problem = build_problem(task, generator, truth.device, args.overrides)
     op = problem.forward_model
     y = op.simulate(truth, torch.Generator().manual_seed(args.seed))
     adjoint_error = checked_adjoint_error(as_physics(op), truth[:1])
@@ -400,8 +406,8 @@ def write_markdown(
         "",
         f"- **Generator:** `{meta['generator']}` ({meta['generator_info']})",
         f"- **brgm:** preset `{PRESET}` (BRGM-TF's pixel term, Gaussian and colinearity priors and lr schedule, "
-        f"no perceptual term), {steps_note}, all test slices of a task in one batch, seed {meta['seed']}; "
-        "nothing tuned on test slices.",
+        f"no perceptual term){meta['overrides']}, {steps_note}, all test slices of a task in one batch, seed "
+        f"{meta['seed']}; nothing tuned on test slices.",
         f"- **TV:** ½‖Ax − y‖² + λ·TV(x) (isotropic), deepinv {meta['deepinv']} FISTA, {meta['tv_iterations']} "
         "iterations, step 1/‖A‖², TV prox by deepinv's TV denoiser (20 warm-started iterations); λ per task from "
         f"{{{', '.join(f'{w:g}' for w in TV_WEIGHTS)}}}, best mean PSNR on {meta['train_count']} evenly spaced "
@@ -489,6 +495,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tv-iterations", type=int, default=200, help="FISTA iterations of TV")
     parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one of the preset's settings for brgm (repeatable), e.g. like.pixel.weight=6502.5",
+    )
+    parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N"
     )
     parser.add_argument(
@@ -501,6 +515,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=Path("docs"), help="folder for quality.md and quality.png"
     )
     args = parser.parse_args(argv)
+    bad = [item for item in args.overrides if "=" not in item or item.startswith(("fwd.", "fwd="))]
+    if bad:
+        parser.error(f"--set takes KEY=VALUE for brgm's terms and solver (not fwd.*), got {bad}")
+    args.overrides = dict(item.split("=", 1) for item in args.overrides)
     for name in ("steps", "limit", "train_slices", "tv_iterations", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -530,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "generator_info": ", ".join(f"{k} {v}" for k, v in generator.describe().items()),
         "steps": args.steps,
         "preset_steps": preset_steps(),
+        "overrides": "".join(f", **{k} = {v}** instead of the preset's" for k, v in args.overrides.items()),
         "seed": args.seed,
         "tv_iterations": args.tv_iterations,
         "train_count": len(x_train),
