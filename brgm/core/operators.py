@@ -55,17 +55,22 @@ class ForwardModel:
         cannot take. The default checks the dimensionality and keeps the shape."""
         return check_image_shape(self, shape)
 
-    def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
-        """``y`` with the entries the operator does not measure reset to what :meth:`forward` puts there (zero
-        outside a k-space mask, the fill value outside the observed pixels), so that noise drawn on a whole
-        measurement stays inside the measured domain. The identity for operators that measure every entry."""
-        return y
-
     def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor | None:
         """Which entries of a measurement of ``shape`` the operator measures: a boolean tensor on ``device``
         that broadcasts to ``shape`` (the k-space sampling mask, the observed pixels), or None when it measures
-        every entry (the default)."""
+        every entry (the default). Operators that measure a subset override this and, if :meth:`forward` puts
+        anything but 0 in the other entries, :attr:`unmeasured_value`."""
         return None
+
+    #: what :meth:`forward` puts in the entries it does not measure (see :meth:`measured`)
+    unmeasured_value: float = 0.0
+
+    def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` with the entries outside :meth:`measured` reset to :attr:`unmeasured_value`, so that noise
+        drawn on a whole measurement stays inside the measured domain. The identity for operators that measure
+        every entry."""
+        mask = self.measured(y.shape, y.device)
+        return y if mask is None else torch.where(mask, y, self.unmeasured_value)
 
     @property
     def components(self) -> tuple[ForwardModel, ...]:
@@ -167,11 +172,16 @@ class Chain(LinearForwardModel):
                 x = measuring.keep_measured(x)
         return x
 
+    @property
+    def _measuring(self) -> ForwardModel | None:
+        """The last member that is not noise: its measured domain is the chain's (noise keeps it)."""
+        return next((op for op in reversed(self.ops) if not op.is_noise), None)
+
     def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor | None:
-        """The measured entries of the last member that is not noise (noise keeps its domain, see
-        :meth:`simulate`)."""
-        measuring = [op for op in self.ops if not op.is_noise]
-        return measuring[-1].measured(shape, device) if measuring else None
+        return None if self._measuring is None else self._measuring.measured(shape, device)
+
+    def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self._measuring is None else self._measuring.keep_measured(y)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         if not self.is_linear:

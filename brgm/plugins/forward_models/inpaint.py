@@ -117,11 +117,12 @@ class Inpaint(TensorCache, LinearForwardModel):
         check_real_image(self, x)
         return torch.where(self.observed(x.shape, x.device), x, self.fill)
 
-    def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.observed(y.shape, y.device), y, self.fill)
-
     def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
         return self.observed(shape, device)
+
+    @property
+    def unmeasured_value(self) -> float:  # type: ignore[override]
+        return self.fill
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         check_real(self, y, "measurements")

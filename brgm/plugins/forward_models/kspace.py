@@ -187,9 +187,6 @@ class KSpace(TensorCache, LinearForwardModel):
             image = image * self.sensitivity_maps(spatial, x.device, image.dtype)
         return fft_centered(image, len(spatial)) * self.sampling_mask(x.shape, x.device)
 
-    def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self.sampling_mask(self._image_shape(y.shape), y.device)
-
     def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
         return self.sampling_mask(self._image_shape(shape), device)
 
