@@ -78,6 +78,8 @@ def train(
             raise _fail(f"--device must be cpu, cuda or cuda:N, got {device!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise _fail(f"--device {device}: no CUDA device is available")
+        # every step has the same shapes: let cuDNN pick its fastest convolutions once
+        torch.backends.cudnn.benchmark = device.startswith("cuda")
         if threads is not None:
             torch.set_num_threads(threads)
         images = load_images(data, resolution)

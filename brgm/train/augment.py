@@ -9,6 +9,7 @@ do not leak into the generated distribution (Karras et al. 2020). The geometric 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
 import torch
@@ -40,7 +41,12 @@ class AugmentConfig:
 
 
 class AugmentPipe(nn.Module):
-    """``x [N, C, H, W]`` in [-1, 1] -> augmented ``x`` of the same shape; ``p`` is a buffer in [0, 1]."""
+    """``x [N, C, H, W]`` in [-1, 1] -> augmented ``x`` of the same shape.
+
+    The probability ``p`` in [0, 1] is kept twice: as the buffer ``p`` (saved in checkpoints) and as the host
+    float ``p_value`` that ``forward`` reads, so that augmenting never waits for the device. Change it with
+    :meth:`set_p`; loading a state dict updates both.
+    """
 
     p: torch.Tensor
 
@@ -48,9 +54,19 @@ class AugmentPipe(nn.Module):
         super().__init__()
         self.config = config or AugmentConfig()
         self.register_buffer("p", torch.tensor(float(p)))
+        self.p_value = float(p)
+
+    def set_p(self, value: float) -> None:
+        """Set ``p`` to ``value`` clamped to [0, 1] (rounded to float32, as the buffer holds it)."""
+        self.p_value = float(torch.tensor(min(max(float(value), 0.0), 1.0), dtype=torch.float32))
+        self.p.fill_(self.p_value)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.p_value = float(self.p)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if float(self.p) <= 0:
+        if self.p_value <= 0:
             return x
         n, device, dtype, cfg = x.shape[0], x.device, x.dtype, self.config
 
@@ -61,7 +77,7 @@ class AugmentPipe(nn.Module):
             return torch.randn(n, generator=generator, device=device)
 
         def gate(strength: float) -> torch.Tensor:  # [N] booleans: which images are transformed
-            return uniform() < self.p * strength
+            return uniform() < self.p_value * strength
 
         # Geometric: one affine map, in normalised [-1, 1] coordinates, from output to input positions.
         theta = torch.eye(3, device=device).repeat(n, 1, 1)
@@ -124,19 +140,19 @@ class AdaptiveP:
     target: float = attrs.field(default=0.6, validator=params.interval(0, 1))
     interval: int = attrs.field(default=4, validator=params.interval(1, None))
     speed_kimg: float = attrs.field(default=500.0, validator=params.interval(0, None, open_lo=True))
-    signs: float = 0.0  # running sum of sign(D(real)) in the current interval
+    signs: float | torch.Tensor = 0.0  # running sum of sign(D(real)) in the current interval (on the device)
     count: int = 0  # logits summed into ``signs``
 
     def accumulate(self, real_logits: torch.Tensor) -> None:
-        self.signs += float(torch.sign(real_logits.detach()).sum())
+        self.signs = self.signs + torch.sign(real_logits.detach()).sum()
         self.count += real_logits.numel()
 
     def update(self, pipe: AugmentPipe, step: int, batch: int) -> float | None:
         """Adjust ``pipe.p`` when ``step`` closes an interval; returns the overfitting heuristic ``r_t`` then."""
         if step % self.interval != 0 or self.count == 0:
             return None
-        rt = self.signs / self.count
+        rt = float(self.signs) / self.count
         adjust = math.copysign(batch * self.interval / (self.speed_kimg * 1000), rt - self.target)
-        pipe.p.copy_((pipe.p + adjust).clamp(0.0, 1.0))
+        pipe.set_p(pipe.p_value + adjust)
         self.signs, self.count = 0.0, 0
         return rt

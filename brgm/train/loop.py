@@ -119,6 +119,7 @@ class Trainer:
     """
 
     GRID = 32  # sample images per grid
+    TEXT_SECONDS = 0.5  # how often the progress bar shows fresh losses
 
     def __init__(self, config: TrainConfig, images: torch.Tensor, out: Path, *, device: str = "cpu") -> None:
         if tuple(images.shape[1:]) != (config.img_channels, config.resolution, config.resolution):
@@ -190,14 +191,16 @@ class Trainer:
         return real
 
     def _generate(self, n: int) -> torch.Tensor:
-        """``n`` images from ``G`` with random noise and style mixing (``ws`` split at a random layer)."""
-        mapping = self.G.mapping_network
+        """``n`` images from ``G`` with random noise and style mixing: with probability ``style_mixing`` the ws
+        from a random layer on come from a second z. Drawn on the device, without waiting for it."""
+        mapping, num_ws = self.G.mapping_network, self.G.num_ws
         z = torch.randn(n, self.config.z_dim, generator=self.rng, device=self.device)
         ws = mapping(z, update_w_avg=True)
         z2 = torch.randn(n, self.config.z_dim, generator=self.rng, device=self.device)
-        cutoff = int(torch.randint(1, self.G.num_ws, (), generator=self.rng, device=self.device))
-        if float(torch.rand((), generator=self.rng, device=self.device)) < self.config.style_mixing:
-            ws = torch.cat([ws[:, :cutoff], mapping(z2)[:, cutoff:]], dim=1)
+        cutoff = torch.randint(1, num_ws, (), generator=self.rng, device=self.device)
+        mixing = torch.rand((), generator=self.rng, device=self.device) < self.config.style_mixing
+        mixed = (torch.arange(num_ws, device=self.device) >= cutoff) & mixing  # [num_ws]
+        ws = torch.where(mixed[None, :, None], mapping(z2), ws)
         return self.G.synthesis(ws, "random", generator=self.rng)
 
     def _discriminate(self, img: torch.Tensor) -> torch.Tensor:
@@ -207,8 +210,10 @@ class Trainer:
     def _discriminate_fp32(self, img: torch.Tensor) -> torch.Tensor:
         return self.D(self.augment(img, generator=self.rng))
 
-    def train_step(self) -> dict[str, float]:
-        """One iteration over ``batch`` reals and fakes; returns its losses (and ``r1`` on R1 steps)."""
+    def train_step(self) -> dict[str, torch.Tensor | float]:
+        """One iteration over ``batch`` reals and fakes; returns its losses (and ``r1`` on R1 steps) as 0-d tensors
+        on the device, so that the step never waits for it (read them with ``float``), ``augment_p`` and, when ADA
+        adjusted ``p``, ``ada_rt`` as floats."""
         cfg = self.config
         # Generator: non-saturating loss through the (frozen) discriminator.
         self.G.requires_grad_(True)
@@ -229,7 +234,11 @@ class Trainer:
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_D.step()
-        stats = {"loss_G": loss_g.item(), "loss_D": loss_d.item(), "D_real": real_logits.mean().item()}
+        stats: dict[str, torch.Tensor | float] = {
+            "loss_G": loss_g.detach(),
+            "loss_D": loss_d.detach(),
+            "D_real": real_logits.detach().mean(),
+        }
         if self.ada is not None:
             self.ada.accumulate(real_logits)
 
@@ -239,7 +248,7 @@ class Trainer:
             self.opt_D.zero_grad(set_to_none=True)
             (penalty * (cfg.gamma / 2 * cfg.r1_interval)).backward()
             self.opt_D.step()
-            stats["r1"] = penalty.item()
+            stats["r1"] = penalty.detach()
 
         self._update_ema()
         self.step += 1
@@ -248,7 +257,7 @@ class Trainer:
             rt = self.ada.update(self.augment, self.step, cfg.batch)
             if rt is not None:
                 stats["ada_rt"] = rt
-        stats["augment_p"] = float(self.augment.p)
+        stats["augment_p"] = self.augment.p_value
         return stats
 
     @torch.no_grad()
@@ -259,10 +268,8 @@ class Trainer:
         if cfg.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.nimg * cfg.ema_rampup)
         beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            p_ema.copy_(p.lerp(p_ema, beta))
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - beta)
+        torch._foreach_copy_(list(self.G_ema.buffers()), list(self.G.buffers()))
 
     # ------------------------------------------------------------------------------- checkpoints, output
 
@@ -285,7 +292,7 @@ class Trainer:
             "nimg": self.nimg,
             "train_seconds": self.train_seconds,
             "data_sha256": self.digest,
-            "ada": None if self.ada is None else {"signs": self.ada.signs, "count": self.ada.count},
+            "ada": None if self.ada is None else {"signs": float(self.ada.signs), "count": self.ada.count},
         }
         tensors = {"rng": self.rng.get_state()}
         checkpoints.save(
@@ -345,6 +352,10 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the loop
 
+    @staticmethod
+    def _stats_text(stats: dict[str, torch.Tensor | float]) -> str:
+        return f"G {float(stats['loss_G']):.3f}  D {float(stats['loss_D']):.3f}  p {float(stats['augment_p']):.3f}"
+
     def run(
         self, *, console: Console | None = None, progress: bool = True, max_minutes: float | None = None
     ) -> Path:
@@ -368,6 +379,7 @@ class Trainer:
             TextColumn("{task.fields[stats]}"),
         )
         window_start, window_nimg, last_checkpoint = time.monotonic(), self.nimg, time.monotonic()
+        last_text, text = -math.inf, ""
         with Progress(*columns, console=console, disable=not progress) as bar:
             task = bar.add_task(
                 "train", total=cfg.total_steps, completed=self.step, kimg=self.nimg / 1000, stats=""
@@ -377,23 +389,29 @@ class Trainer:
                 tick = time.monotonic()
                 stats = self.train_step()
                 self.train_seconds += time.monotonic() - tick
-                text = f"G {stats['loss_G']:.3f}  D {stats['loss_D']:.3f}  p {stats['augment_p']:.3f}"
-                bar.update(task, completed=self.step, kimg=self.nimg / 1000, stats=text)
                 minutes = cfg.checkpoint_minutes
                 due = self.step % cfg.checkpoint_steps == 0 or (
                     minutes is not None and time.monotonic() - last_checkpoint >= minutes * 60
                 )
                 stop = time.monotonic() >= deadline
-                if due or stop or self.step == cfg.total_steps:
+                final = due or stop or self.step == cfg.total_steps
+                # reading the losses waits for the device: twice a second, and at checkpoints
+                if progress and (final or time.monotonic() - last_text >= self.TEXT_SECONDS):
+                    text = self._stats_text(stats)
+                    last_text = time.monotonic()
+                bar.update(task, completed=self.step, kimg=self.nimg / 1000, stats=text)
+                if final:
                     now = time.monotonic()
                     rate = (self.nimg - window_nimg) / max(now - window_start, 1e-9)
                     path = self.save_checkpoint()
-                    record = {"step": self.step, "kimg": self.nimg / 1000, "img_per_s": rate, **stats}
+                    record = {"step": self.step, "kimg": self.nimg / 1000, "img_per_s": rate}
+                    record |= {k: float(v) for k, v in stats.items()}
                     record["train_seconds"] = self.train_seconds
                     with open(self.out / "log.jsonl", "a") as log:
                         log.write(json.dumps(record) + "\n")
                     bar.console.print(
-                        f"step {self.step}  kimg {self.nimg / 1000:.2f}  {rate:.1f} img/s  {text}  -> {path.name}",
+                        f"step {self.step}  kimg {self.nimg / 1000:.2f}  {rate:.1f} img/s  "
+                        f"{self._stats_text(stats)}  -> {path.name}",
                         highlight=False,
                     )
                     window_start, window_nimg = time.monotonic(), self.nimg
