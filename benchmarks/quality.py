@@ -10,14 +10,15 @@ of a box, Gaussian blur), it reconstructs every slice with
    steps by its TV denoiser) on our operator wrapped as a ``deepinv.physics.LinearPhysics``; λ is chosen per task
    on training slices (``train.npz``), never on test slices;
 3. brgm: MAP with the ``brgm-tf-noperc`` preset (BRGM-TF's terms and schedule without the perceptual term),
-   batched over all test slices of a task,
+   batched over all test slices of a task; the pixel term's weight is chosen per task on the same training
+   slices as TV's λ, among multiples of the preset's (whose weight was set for BRGM's perceptual term beside it),
 
 and writes ``OUT/quality.md`` (PSNR and SSIM, mean ± std over slices, per test set) and ``OUT/quality.png``.
 
     python benchmarks/quality.py --limit 2 --steps 20 --out /tmp/quality      # a quick check
     nice -n 5 python benchmarks/quality.py --generator demo-brain64 --steps 300 --out docs/
     python benchmarks/quality.py --device cuda --steps 1000 --out docs/          # on a GPU
-    python benchmarks/quality.py --set like.pixel.weight=6502.5 --out /tmp/q     # another weight for brgm
+    python benchmarks/quality.py --set like.pixel.weight=6502.5 --out /tmp/q     # one fixed weight for brgm
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``, which installs deepinv).
 """
@@ -64,6 +65,9 @@ NOISE_SIGMA = 0.01
 BLUR_SIGMA = 2.0
 #: candidate TV weights λ, tried on the training slices
 TV_WEIGHTS = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+#: candidate weights of brgm's pixel term, as multiples of the preset's, tried on the training slices
+PIXEL_WEIGHT_FACTORS = (1, 10, 100, 1000, 10000)
+PIXEL_WEIGHT = "like.pixel.weight"
 #: the largest relative error accepted from deepinv's adjointness test (float32)
 ADJOINT_TOLERANCE = 1e-4
 METHODS = ("naive", "TV", "brgm")
@@ -237,12 +241,19 @@ class TaskRun:
     tv_weight: float
     tv_train_psnr: float
     adjoint_error: float
+    pixel_weight: float
+    pixel_train_psnr: float | None  # None: the weight was given, not chosen
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def preset_value(key: str) -> Any:
+    """One setting of :data:`PRESET`."""
+    return registry().get("preset", PRESET).obj.values[key]
 
 
 def preset_steps() -> int:
     """The number of solver steps of :data:`PRESET`."""
-    return int(registry().get("preset", PRESET).obj.values["solver.steps"])
+    return int(preset_value("solver.steps"))
 
 
 def build_problem(
@@ -262,6 +273,33 @@ def brgm_progress(label: str, every: int) -> Progress:
             print(f"  {label}: brgm step {step}/{steps}, energy {energies['total']:.4g}", flush=True)
 
     return report
+
+
+def brgm_reconstruct(problem: Problem, y: torch.Tensor, steps: int, seed: int, label: str) -> torch.Tensor:
+    """brgm's MAP estimate of every measurement in ``y`` (one batch), ``[N, C, H, W]`` in [0, 1]."""
+    progress = brgm_progress(label, max(1, steps // 10))
+    return brgm.reconstruct(problem, y, steps=steps, seed=seed, batch_size=len(y), progress=progress).image
+
+
+def tune_pixel_weight(
+    task: Task, generator: Generator, x_train: torch.Tensor, args: argparse.Namespace
+) -> tuple[float, float]:
+    """The pixel-term weight among :data:`PIXEL_WEIGHT_FACTORS` × the preset's with the best mean PSNR of brgm
+    (``args.tune_steps`` steps) on the training slices ``x_train``, and that PSNR. The training measurements
+    are drawn with the seed TV's search uses."""
+    base = float(preset_value(PIXEL_WEIGHT))
+    scores = {}
+    for factor in PIXEL_WEIGHT_FACTORS:
+        weight = base * factor
+        problem = build_problem(
+            task, generator, x_train.device, {**args.overrides, PIXEL_WEIGHT: str(weight)}
+        )
+        y = problem.forward_model.simulate(x_train, torch.Generator().manual_seed(args.seed + 1))
+        image = brgm_reconstruct(problem, y, args.tune_steps, args.seed, f"{task.label} (train, ×{factor})")
+        scores[weight] = float(brgm.metrics.psnr(image, x_train).mean())
+        print(f"{task.label}: brgm pixel weight {weight:g}: train PSNR {scores[weight]:.2f} dB", flush=True)
+    best = max(scores, key=scores.__getitem__)
+    return best, scores[best]
 
 
 def run_task(
@@ -286,13 +324,21 @@ def run_task(
     seconds["TV"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    progress = brgm_progress(task.label, max(1, args.steps // 10))
-    result = brgm.reconstruct(
-        problem, y, steps=args.steps, seed=args.seed, batch_size=len(y), progress=progress
-    )
-    images["brgm"] = result.image.cpu()
+    if PIXEL_WEIGHT in args.overrides:
+        pixel_weight, pixel_train_psnr = float(args.overrides[PIXEL_WEIGHT]), None
+    else:
+        pixel_weight, pixel_train_psnr = tune_pixel_weight(task, generator, x_train, args)
+        problem = build_problem(
+            task, generator, truth.device, {**args.overrides, PIXEL_WEIGHT: str(pixel_weight)}
+        )
+    seconds["brgm tuning"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    images["brgm"] = brgm_reconstruct(problem, y, args.steps, args.seed, task.label).cpu()
     seconds["brgm"] = time.perf_counter() - start
-    return TaskRun(task, y.cpu(), images, weight, train_psnr, adjoint_error, seconds)
+    return TaskRun(
+        task, y.cpu(), images, weight, train_psnr, adjoint_error, pixel_weight, pixel_train_psnr, seconds
+    )
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -407,7 +453,7 @@ def write_markdown(
         f"- **Generator:** `{meta['generator']}` ({meta['generator_info']})",
         f"- **brgm:** preset `{PRESET}` (BRGM-TF's pixel term, Gaussian and colinearity priors and lr schedule, "
         f"no perceptual term){meta['overrides']}, {steps_note}, all test slices of a task in one batch, seed "
-        f"{meta['seed']}; nothing tuned on test slices.",
+        f"{meta['seed']}; {pixel_note(meta)}; nothing tuned on test slices.",
         f"- **TV:** ½‖Ax − y‖² + λ·TV(x) (isotropic), deepinv {meta['deepinv']} FISTA, {meta['tv_iterations']} "
         "iterations, step 1/‖A‖², TV prox by deepinv's TV denoiser (20 warm-started iterations); λ per task from "
         f"{{{', '.join(f'{w:g}' for w in TV_WEIGHTS)}}}, best mean PSNR on {meta['train_count']} evenly spaced "
@@ -418,15 +464,23 @@ def write_markdown(
         f"- **Runtime:** {meta['runtime']}",
         f"- **Machine:** {meta['machine']}",
         "",
-        "## TV weights (chosen on training slices)",
+        "## Weights chosen on training slices",
         "",
-        "| task | λ | train PSNR (dB) | deepinv adjointness error |",
-        "|---|---:|---:|---:|",
+        "| task | TV λ | TV train PSNR (dB) | brgm pixel weight | brgm train PSNR (dB) | deepinv adjointness error |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+    base = float(preset_value(PIXEL_WEIGHT))
+    pixel_edges = (base * PIXEL_WEIGHT_FACTORS[0], base * PIXEL_WEIGHT_FACTORS[-1])
     for run in runs:
         edge = " (grid edge)" if run.tv_weight in (TV_WEIGHTS[0], TV_WEIGHTS[-1]) else ""
+        pixel_train = "given" if run.pixel_train_psnr is None else f"{run.pixel_train_psnr:.2f}"
+        pixel_edge = (
+            " (grid edge)" if run.pixel_train_psnr is not None and run.pixel_weight in pixel_edges else ""
+        )
         lines.append(
-            f"| {run.task.label} | {run.tv_weight:g}{edge} | {run.tv_train_psnr:.2f} | {run.adjoint_error:.1e} |"
+            f"| {run.task.label} | {run.tv_weight:g}{edge} | {run.tv_train_psnr:.2f} | "
+            f"{run.pixel_weight:g} (×{run.pixel_weight / base:g}){pixel_edge} | {pixel_train} | "
+            f"{run.adjoint_error:.1e} |"
         )
     for split, label in SPLITS.items():
         per_task = {run.task.label: scores[run.task.label][split] for run in runs}
@@ -436,6 +490,18 @@ def write_markdown(
         lines.append(f"Where brgm falls short: {shortfalls(per_task)}")
     lines += ["", "![measurement, naive, TV, brgm and truth per task](quality.png)", ""]
     path.write_text("\n".join(lines))
+
+
+def pixel_note(meta: dict[str, Any]) -> str:
+    """How brgm's pixel weight was set, for the header."""
+    if PIXEL_WEIGHT in meta["overrides_dict"]:
+        return "pixel weight given on the command line"
+    factors = ", ".join(f"{f:g}" for f in PIXEL_WEIGHT_FACTORS)
+    return (
+        f"pixel weight per task from {{{factors}}} × the preset's {float(preset_value(PIXEL_WEIGHT)):g} (set for "
+        f"BRGM's perceptual term beside it), best mean PSNR of {meta['tune_steps']}-step reconstructions of the "
+        "training slices TV's λ is chosen on"
+    )
 
 
 def measurement_view(y: torch.Tensor) -> np.ndarray:
@@ -491,9 +557,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=preset_steps(), help=f"brgm steps (default: {PRESET}'s)")
     parser.add_argument("--limit", type=int, default=None, help="at most N evenly spaced slices per test set")
     parser.add_argument(
-        "--train-slices", type=int, default=8, help="training slices for choosing TV's weight"
+        "--train-slices", type=int, default=8, help="training slices for choosing TV's and brgm's weights"
     )
     parser.add_argument("--tv-iterations", type=int, default=200, help="FISTA iterations of TV")
+    parser.add_argument(
+        "--tune-steps",
+        type=int,
+        default=200,
+        help="brgm steps per candidate pixel weight on the training slices (no search with --set like.pixel.weight)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -519,7 +591,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if bad:
         parser.error(f"--set takes KEY=VALUE for brgm's terms and solver (not fwd.*), got {bad}")
     args.overrides = dict(item.split("=", 1) for item in args.overrides)
-    for name in ("steps", "limit", "train_slices", "tv_iterations", "threads"):
+    for name in ("steps", "limit", "train_slices", "tv_iterations", "tune_steps", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -548,9 +620,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "generator_info": ", ".join(f"{k} {v}" for k, v in generator.describe().items()),
         "steps": args.steps,
         "preset_steps": preset_steps(),
+        "overrides_dict": args.overrides,
         "overrides": "".join(f", **{k} = {v}** instead of the preset's" for k, v in args.overrides.items()),
         "seed": args.seed,
         "tv_iterations": args.tv_iterations,
+        "tune_steps": args.tune_steps,
         "train_count": len(x_train),
         "deepinv": version("deepinv"),
         "counts": "; ".join(
@@ -576,11 +650,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def runtime_note(runs: list[TaskRun], started: float, slice_steps: int) -> str:
     """Wall time so far and per method; ``slice_steps`` = brgm steps × test slices of one task."""
-    totals = {key: sum(run.seconds[key] for run in runs) for key in ("TV tuning", "TV", "brgm")}
+    keys = ("TV tuning", "TV", "brgm tuning", "brgm")
+    totals = {key: sum(run.seconds[key] for run in runs) for key in keys}
     note = (
         f"{(time.perf_counter() - started) / 60:.1f} min in all; brgm {totals['brgm'] / 60:.1f} min "
-        f"({totals['brgm'] / (slice_steps * len(runs)) * 1e3:.1f} ms per step per slice), TV "
-        f"{totals['TV'] / 60:.1f} min, TV weight search {totals['TV tuning'] / 60:.1f} min"
+        f"({totals['brgm'] / (slice_steps * len(runs)) * 1e3:.1f} ms per step per slice), brgm weight search "
+        f"{totals['brgm tuning'] / 60:.1f} min, TV {totals['TV'] / 60:.1f} min, TV weight search "
+        f"{totals['TV tuning'] / 60:.1f} min"
     )
     if len(runs) < len(TASKS):
         note += f" (**incomplete: {len(runs)} of {len(TASKS)} tasks so far**)"
