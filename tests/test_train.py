@@ -76,6 +76,21 @@ def test_augment_keeps_shape_and_is_identity_at_p0():
     assert y.shape == x.shape and y.dtype == x.dtype and not torch.allclose(y, x)
 
 
+def test_augment_p_is_clamped_and_its_host_copy_follows_the_buffer():
+    pipe = AugmentPipe(p=0.0)
+    pipe.set_p(1.7)
+    assert pipe.p_value == 1.0 and float(pipe.p) == 1.0
+    pipe.set_p(0.1)  # the host copy is the buffer's float32 value, so a resumed run gates identically
+    assert pipe.p_value == float(torch.tensor(0.1, dtype=torch.float32)) == float(pipe.p)
+    restored = AugmentPipe(p=0.0)
+    restored.load_state_dict(pipe.state_dict())
+    assert restored.p_value == pipe.p_value
+    x = torch.rand(4, 1, 8, 8, generator=seeded()) * 2 - 1
+    assert torch.equal(restored(x, seeded(3)), pipe(x, seeded(3)))
+    restored.load_state_dict(AugmentPipe(p=0.0).state_dict())
+    assert restored.p_value == 0.0 and torch.equal(restored(x, seeded(3)), x)
+
+
 def test_augment_is_differentiable():
     pipe = AugmentPipe(p=1.0).double()
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64, generator=seeded(1), requires_grad=True)
@@ -243,6 +258,26 @@ def test_a_few_steps_give_finite_losses_move_the_networks_and_checkpoint(images,
     G = brgm.load_generator(str(path))
     for key, value in G.state_dict().items():
         assert torch.equal(value, trainer.G_ema.state_dict()[key].cpu()), key
+
+
+@pytest.mark.parametrize("mixing", [0.0, 1.0])
+def test_style_mixing_takes_the_ws_from_a_random_layer_on_from_a_second_z(images, tmp_path, mixing):
+    trainer = Trainer(tiny_config(style_mixing=mixing), images, tmp_path)
+    seen = []
+    trainer.G.synthesis_network.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    replay = torch.Generator().manual_seed(0)
+    replay.set_state(trainer.rng.get_state())
+    trainer._generate(4)
+    mapping, num_ws = trainer.G.mapping_network, trainer.G.num_ws
+    first = mapping(torch.randn(4, 8, generator=replay)).detach()
+    second = mapping(torch.randn(4, 8, generator=replay)).detach()
+    from_first = [torch.equal(seen[0][:, i], first[:, i]) for i in range(num_ws)]
+    from_second = [torch.equal(seen[0][:, i], second[:, i]) for i in range(num_ws)]
+    if mixing == 0.0:
+        assert all(from_first)
+    else:
+        cutoff = from_first.index(False)
+        assert 1 <= cutoff < num_ws and all(from_first[:cutoff]) and all(from_second[cutoff:])
 
 
 def test_augment_modes(images, tmp_path):
