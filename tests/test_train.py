@@ -264,7 +264,9 @@ def test_a_few_steps_give_finite_losses_move_the_networks_and_checkpoint(images,
 def test_style_mixing_takes_the_ws_from_a_random_layer_on_from_a_second_z(images, tmp_path, mixing):
     trainer = Trainer(tiny_config(style_mixing=mixing), images, tmp_path)
     seen = []
-    trainer.G.synthesis_network.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    trainer.G.synthesis_network.register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].detach().clone())
+    )
     replay = torch.Generator().manual_seed(0)
     replay.set_state(trainer.rng.get_state())
     trainer._generate(4)
