@@ -334,13 +334,14 @@ def run_task(
     seconds["TV"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    if PIXEL_WEIGHT in args.overrides:
-        pixel_weight, pixel_train_psnr = float(args.overrides[PIXEL_WEIGHT]), None
+    given = args.pixel_weights.get(task.key, args.overrides.get(PIXEL_WEIGHT))
+    if given is not None:
+        pixel_weight, pixel_train_psnr = float(given), None
     else:
         pixel_weight, pixel_train_psnr = tune_pixel_weight(task, generator, x_train, args)
-        problem = build_problem(
-            task, generator, truth.device, {**args.overrides, PIXEL_WEIGHT: str(pixel_weight)}
-        )
+    problem = build_problem(
+        task, generator, truth.device, {**args.overrides, PIXEL_WEIGHT: str(pixel_weight)}
+    )
     seconds["brgm tuning"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -509,11 +510,16 @@ def pixel_note(meta: dict[str, Any]) -> str:
     if PIXEL_WEIGHT in meta["overrides_dict"]:
         return "pixel weight given on the command line"
     factors = ", ".join(f"{f:g}" for f in PIXEL_WEIGHT_FACTORS)
-    return (
+    note = (
         f"pixel weight per task from {{{factors}}} × the preset's {float(preset_value(PIXEL_WEIGHT)):g} (set for "
         f"BRGM's perceptual term beside it), best mean PSNR of {meta['tune_steps']}-step reconstructions of the "
         "training slices TV's λ is chosen on"
     )
+    if meta["pixel_weights"]:
+        note += (
+            " (tasks whose train PSNR reads 'given' took the weight of `--pixel-weights`, an earlier choice)"
+        )
+    return note
 
 
 def measurement_view(y: torch.Tensor) -> np.ndarray:
@@ -595,6 +601,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="change one of the preset's settings for brgm (repeatable), e.g. like.pixel.weight=6502.5",
     )
     parser.add_argument(
+        "--pixel-weights",
+        type=lambda text: dict(item.split("=", 1) for item in text.split(",")),
+        default={},
+        metavar="KEY=W[,KEY=W...]",
+        help="brgm's pixel weight for these tasks instead of a search (e.g. an earlier run's choice): kspace4=650250",
+    )
+    parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N"
     )
     parser.add_argument(
@@ -615,6 +628,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"--tasks: unknown task(s) {unknown}; the tasks are {','.join(keys)}")
     args.tasks = [task for task in TASKS if task.key in args.tasks]
+    unknown = sorted(set(args.pixel_weights) - set(keys))
+    if unknown:
+        parser.error(f"--pixel-weights: unknown task(s) {unknown}; the tasks are {','.join(keys)}")
+    try:
+        args.pixel_weights = {key: float(value) for key, value in args.pixel_weights.items()}
+    except ValueError as err:
+        parser.error(f"--pixel-weights takes KEY=NUMBER pairs: {err}")
     for name in ("steps", "limit", "train_slices", "tv_iterations", "tune_steps", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -645,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "steps": args.steps,
         "preset_steps": preset_steps(),
         "overrides_dict": args.overrides,
+        "pixel_weights": args.pixel_weights,
         "overrides": "".join(f", **{k} = {v}** instead of the preset's" for k, v in args.overrides.items()),
         "seed": args.seed,
         "tv_iterations": args.tv_iterations,
