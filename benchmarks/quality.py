@@ -423,15 +423,19 @@ def target_verdict(per_task: dict[str, dict[str, Score]]) -> str:
     least 1 dB mean PSNR on k-space ×4 and ×8."""
     naive_losses = [t for t, s in per_task.items() if _mean(s, "brgm") <= _mean(s, "naive")]
     margins = {t: _mean(s, "brgm") - _mean(s, "TV") for t, s in per_task.items() if t.startswith("k-space")}
-    holds = not naive_losses and all(m >= 1.0 for m in margins.values())
+    met = not naive_losses and all(m >= 1.0 for m in margins.values())
+    if len(per_task) < len(TASKS):  # a subset can show the target fails, never that it holds
+        verdict = (
+            "does not hold" if not met else f"cannot be judged on {len(per_task)} of the {len(TASKS)} tasks"
+        )
+    else:
+        verdict = "holds" if met else "does not hold"
     margin_text = ", ".join(f"{t} {m:+.2f} dB" for t, m in margins.items()) or "no k-space task in this run"
-    if len(per_task) < len(TASKS):
-        margin_text += f" (this run has {len(per_task)} of the {len(TASKS)} tasks)"
     naive_text = "every task" if not naive_losses else f"every task but {', '.join(naive_losses)}"
     return (
         f"Issue 7's target (beat the naive baseline on every task, beat TV by ≥ 1 dB mean PSNR on k-space ×4 "
-        f"and ×8) **{'holds' if holds else 'does not hold'}**: brgm beats the naive baseline in mean PSNR on "
-        f"{naive_text}; brgm − TV mean PSNR: {margin_text}."
+        f"and ×8) **{verdict}**: brgm beats the naive baseline in mean PSNR on {naive_text} of this run; brgm − "
+        f"TV mean PSNR: {margin_text}."
     )
 
 
