@@ -539,7 +539,9 @@ def write_figure(path: Path, runs: list[TaskRun], truth: torch.Tensor, picks: di
     """``quality.png``: rows = tasks; per picked slice, columns measurement, naive, TV, brgm, truth."""
     columns = ("measurement", *METHODS, "truth")
     fig, axes = plt.subplots(
-        len(runs), len(columns) * len(picks), figsize=(1.3 * len(columns) * len(picks), 1.45 * len(runs))
+        len(runs),
+        len(columns) * len(picks),
+        figsize=(1.3 * len(columns) * len(picks), 1.45 * len(runs) + 0.35),
     )
     axes = np.atleast_2d(axes)
     for row, run in enumerate(runs):
