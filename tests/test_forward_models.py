@@ -449,6 +449,9 @@ def test_measured_entries_of_operators_and_chains() -> None:
         brgm.forward_model("blur+mask", mask__missing="box").measured(shape), mask.observed(shape)
     )
     assert brgm.forward_model("mask+blur", mask__missing="box").measured(shape) is None  # blur spreads it
+    filled = brgm.forward_model("mask+gaussian_noise", mask__missing="box", mask__fill=0.5)
+    kept = filled.keep_measured(x)  # a chain fills as its measuring member does
+    assert torch.equal(kept, torch.where(mask.observed(shape), x, 0.5)) and filled.unmeasured_value == 0.5
     for coils in (1, 4):
         fwd = brgm.forward_model("kspace+gaussian_noise", kspace__coils=coils, kspace__acceleration=4)
         y = fwd.simulate(x, torch.Generator().manual_seed(1))

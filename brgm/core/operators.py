@@ -180,8 +180,9 @@ class Chain(LinearForwardModel):
     def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor | None:
         return None if self._measuring is None else self._measuring.measured(shape, device)
 
-    def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
-        return y if self._measuring is None else self._measuring.keep_measured(y)
+    @property
+    def unmeasured_value(self) -> float:  # type: ignore[override]
+        return 0.0 if self._measuring is None else self._measuring.unmeasured_value
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         if not self.is_linear:
