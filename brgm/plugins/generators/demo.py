@@ -1,5 +1,5 @@
 """The bundled ``demo-brain64`` generator: a small 64×64 StyleGAN2 of skull-stripped axial T1 brain slices of one
-subject (Colin27), trained with ``brgm train`` (7 minutes on one GPU). Its weights ship inside the package
+subject (Colin27), trained with ``brgm train`` (6 minutes on one GPU). Its weights ship inside the package
 (brgm/data/demo-brain64/, with MODEL_CARD.md), so it loads offline, without ``brgm weights fetch``.
 """
 
