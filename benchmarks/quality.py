@@ -225,13 +225,12 @@ def tv_reconstruct(
 
 
 def tune_tv_weight(
-    op: LinearForwardModel, x_train: torch.Tensor, iterations: int, seed: int
+    op: LinearForwardModel, x_train: torch.Tensor, y_train: torch.Tensor, iterations: int
 ) -> tuple[float, float]:
-    """The weight of :data:`TV_WEIGHTS` with the best mean PSNR on the training slices ``x_train``, and that
-    PSNR. The training measurements are drawn with ``seed``."""
-    y = op.simulate(x_train, torch.Generator().manual_seed(seed))
+    """The weight of :data:`TV_WEIGHTS` with the best mean PSNR on the training slices ``x_train`` (measured as
+    ``y_train``), and that PSNR."""
     scores = [
-        float(brgm.metrics.psnr(tv_reconstruct(op, y, w, iterations, x_train.shape), x_train).mean())
+        float(brgm.metrics.psnr(tv_reconstruct(op, y_train, w, iterations, x_train.shape), x_train).mean())
         for w in TV_WEIGHTS
     ]
     best = int(np.argmax(scores))
@@ -292,11 +291,10 @@ def brgm_reconstruct(problem: Problem, y: torch.Tensor, steps: int, seed: int, l
 
 
 def tune_pixel_weight(
-    task: Task, generator: Generator, x_train: torch.Tensor, args: argparse.Namespace
+    task: Task, generator: Generator, x_train: torch.Tensor, y_train: torch.Tensor, args: argparse.Namespace
 ) -> tuple[float, float]:
     """The pixel-term weight among :data:`PIXEL_WEIGHT_FACTORS` × the preset's with the best mean PSNR of brgm
-    (``args.tune_steps`` steps) on the training slices ``x_train``, and that PSNR. The training measurements
-    are drawn with the seed TV's search uses."""
+    (``args.tune_steps`` steps) on the training slices ``x_train`` (measured as ``y_train``), and that PSNR."""
     base = float(preset_value(PIXEL_WEIGHT))
     scores = {}
     for factor in PIXEL_WEIGHT_FACTORS:
@@ -304,8 +302,9 @@ def tune_pixel_weight(
         problem = build_problem(
             task, generator, x_train.device, {**args.overrides, PIXEL_WEIGHT: str(weight)}
         )
-        y = problem.forward_model.simulate(x_train, torch.Generator().manual_seed(args.seed + 1))
-        image = brgm_reconstruct(problem, y, args.tune_steps, args.seed, f"{task.label} (train, ×{factor})")
+        image = brgm_reconstruct(
+            problem, y_train, args.tune_steps, args.seed, f"{task.label} (train, ×{factor})"
+        )
         scores[weight] = float(brgm.metrics.psnr(image.cpu(), x_train.cpu()).mean())
         print(f"{task.label}: brgm pixel weight {weight:g}: train PSNR {scores[weight]:.2f} dB", flush=True)
     best = max(scores, key=scores.__getitem__)
@@ -324,7 +323,9 @@ def run_task(
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
-    weight, train_psnr = tune_tv_weight(op, x_train, args.tv_iterations, args.seed + 1)
+    # the training measurements both weight searches score on, drawn with another seed than the test ones
+    y_train = op.simulate(x_train, torch.Generator().manual_seed(args.seed + 1))
+    weight, train_psnr = tune_tv_weight(op, x_train, y_train, args.tv_iterations)
     seconds["TV tuning"] = time.perf_counter() - start
     print(f"{task.label}: TV weight {weight:g} (train PSNR {train_psnr:.2f} dB)", flush=True)
 
@@ -338,7 +339,7 @@ def run_task(
     if given is not None:
         pixel_weight, pixel_train_psnr = float(given), None
     else:
-        pixel_weight, pixel_train_psnr = tune_pixel_weight(task, generator, x_train, args)
+        pixel_weight, pixel_train_psnr = tune_pixel_weight(task, generator, x_train, y_train, args)
     problem = build_problem(
         task, generator, truth.device, {**args.overrides, PIXEL_WEIGHT: str(pixel_weight)}
     )
@@ -469,7 +470,7 @@ def write_markdown(
         "",
         f"- **Generator:** `{meta['generator']}` ({meta['generator_info']})",
         f"- **brgm:** preset `{PRESET}` (BRGM-TF's pixel term, Gaussian and colinearity priors and lr schedule, "
-        f"no perceptual term){meta['overrides']}, {steps_note}, all test slices of a task in one batch, seed "
+        f"no perceptual term){overrides_note(meta['overrides'])}, {steps_note}, all test slices of a task in one batch, seed "
         f"{meta['seed']}; {pixel_note(meta)}; nothing tuned on test slices.",
         f"- **TV:** ½‖Ax − y‖² + λ·TV(x) (isotropic), deepinv {meta['deepinv']} FISTA, {meta['tv_iterations']} "
         "iterations, step 1/‖A‖², TV prox by deepinv's TV denoiser (20 warm-started iterations); λ per task from "
@@ -509,9 +510,14 @@ def write_markdown(
     path.write_text("\n".join(lines))
 
 
+def overrides_note(overrides: dict[str, str]) -> str:
+    """The ``--set`` changes to the preset, for the header."""
+    return "".join(f", **{key} = {value}** instead of the preset's" for key, value in overrides.items())
+
+
 def pixel_note(meta: dict[str, Any]) -> str:
     """How brgm's pixel weight was set, for the header."""
-    if PIXEL_WEIGHT in meta["overrides_dict"]:
+    if PIXEL_WEIGHT in meta["overrides"]:
         return "pixel weight given on the command line"
     factors = ", ".join(f"{f:g}" for f in PIXEL_WEIGHT_FACTORS)
     note = (
@@ -670,9 +676,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "generator_info": ", ".join(f"{k} {v}" for k, v in generator.describe().items()),
         "steps": args.steps,
         "preset_steps": preset_steps(),
-        "overrides_dict": args.overrides,
+        "overrides": args.overrides,
         "pixel_weights": args.pixel_weights,
-        "overrides": "".join(f", **{k} = {v}** instead of the preset's" for k, v in args.overrides.items()),
         "seed": args.seed,
         "tv_iterations": args.tv_iterations,
         "tune_steps": args.tune_steps,
