@@ -15,11 +15,20 @@ from PIL import Image
 
 import brgm
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_demo_data.py"
-_spec = importlib.util.spec_from_file_location("make_demo_data", SCRIPT)
-make_demo_data = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = make_demo_data  # dataclasses look their module up there
-_spec.loader.exec_module(make_demo_data)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: Path):
+    """Import a script of the repository (not a package module) by its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+make_demo_data = load_script(ROOT / "scripts" / "make_demo_data.py")
+readme = load_script(ROOT / ".ci" / "readme.py")  # how CI reads the README's commands
 
 SOURCES = (make_demo_data.COLIN_BRAIN, make_demo_data.ITK_HEAD, make_demo_data.ITK_MASK)
 needs_sources = pytest.mark.skipif(
@@ -141,11 +150,8 @@ def test_demo_brain64_bundle_is_complete():
 
 
 def readme_main_command() -> list[str]:
-    """The arguments of the README's main command (after ``brgm``), read from the README itself."""
-    text = (BUNDLE.parents[2] / "README.md").read_text()
-    block = text.split("## Reconstruct a brain slice", 1)[1].split("\n\n", 2)[1]
-    command = " ".join(line.strip().rstrip("\\") for line in block.splitlines())
-    return shlex.split(command.split("&& brgm ", 1)[1])
+    """The arguments of the README's main command (after ``brgm``), read from the README as CI reads it."""
+    return shlex.split(readme.command(readme.MAIN).split("&& brgm ", 1)[1])
 
 
 def test_readme_main_command_beats_zero_filling(tmp_path):
