@@ -4,6 +4,7 @@ A forward model maps an intensity image or volume ``x [N, C, *spatial]`` (real, 
 measurement ``y``: another real tensor (a blurred, downsampled or masked image) or a complex one (k-space,
 ``[N, C, *spatial]`` or ``[N, coils, *spatial]``). Forward models are attrs classes whose fields are their
 parameters, validated on construction; they hold no tensors until first called on a given shape and device.
+They are immutable (:func:`forward_model`): ``attrs.evolve(f, seed=1)`` builds a changed copy with fresh caches.
 
 Noise models are forward models too (``is_noise = True``): deterministic ``forward`` is the identity and
 ``sample`` draws a noisy measurement. A problem fits ``forward`` only; ``simulate`` applies the noise.
@@ -12,16 +13,21 @@ Noise models are forward models too (``is_noise = True``): deterministic ``forwa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
+import attrs
 import torch
+from attrs.exceptions import FrozenInstanceError
 
 from brgm.core.errors import ShapeError
 
+M = TypeVar("M", bound="ForwardModel")
+
 
 class ForwardModel:
-    """``y = A(x)``. Subclasses are attrs classes, implement :meth:`forward` and :meth:`naive_inverse`, and
-    override :meth:`output_shape` to validate shapes before any computation."""
+    """``y = A(x)``. Subclasses are immutable attrs classes (decorated with :func:`forward_model`), implement
+    :meth:`forward` and :meth:`naive_inverse`, and override :meth:`output_shape` to validate shapes before any
+    computation."""
 
     name: ClassVar[str] = ""
     #: spatial dimensionalities the operator accepts (2 = images, 3 = volumes)
@@ -76,6 +82,30 @@ class ForwardModel:
     def components(self) -> tuple[ForwardModel, ...]:
         """The operators in application order (a chain lists its members)."""
         return (self,)
+
+
+class ForwardModelFrozenError(FrozenInstanceError):
+    """An assignment to a field of a forward model, which is immutable: change it with ``attrs.evolve``."""
+
+    def __init__(self, model: ForwardModel, name: str) -> None:
+        msg = (
+            f"forward model {model.name!r} is immutable (its masks and kernels are built once): instead of "
+            f"setting {name!r}, build a changed copy with attrs.evolve(model, {name}=...)"
+        )
+        AttributeError.__init__(self, msg)
+        self.msg = msg
+
+
+def _refuse_assignment(self: ForwardModel, name: str, value: Any) -> None:
+    raise ForwardModelFrozenError(self, name)
+
+
+def forward_model(cls: type[M]) -> type[M]:
+    """Class decorator of forward models: a frozen attrs class with keyword-only fields and identity equality,
+    whose field assignment raises :class:`ForwardModelFrozenError` (an attrs ``FrozenInstanceError``)."""
+    cls = attrs.frozen(kw_only=True, eq=False)(cls)
+    cls.__setattr__ = _refuse_assignment  # type: ignore[method-assign,assignment]
+    return cls
 
 
 class LinearForwardModel(ForwardModel):

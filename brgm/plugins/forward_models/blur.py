@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from brgm.core.errors import ConfigError, ShapeError
-from brgm.core.operators import LinearForwardModel, check_image_shape, check_real, check_real_image
+from brgm.core.operators import (
+    LinearForwardModel,
+    check_image_shape,
+    check_real,
+    check_real_image,
+    forward_model,
+)
 from brgm.core.params import interval, one_of
 from brgm.plugins.forward_models import kernels
 from brgm.plugins.forward_models.cache import TensorCache
@@ -23,7 +29,7 @@ KERNELS = ("gaussian", "box", "motion")
 _ACCEPTED = f"one of {', '.join(map(repr, KERNELS))}, a .npy or image file, or an array"
 
 
-@attrs.define(kw_only=True, eq=False)
+@forward_model
 class Blur(TensorCache, LinearForwardModel):
     """Blur by convolution with a Gaussian, box, motion or user kernel; reflect, circular or zero padding.
 
@@ -50,16 +56,19 @@ class Blur(TensorCache, LinearForwardModel):
     length: float = attrs.field(default=9.0, converter=float, validator=interval(1.0))
     angle: float = attrs.field(default=0.0, converter=float, validator=interval(-360.0, 360.0))
     padding: str = attrs.field(default="reflect", validator=one_of(MODES))
-    _weights: np.ndarray | None = attrs.field(default=None, init=False, repr=False)
+    _weights: np.ndarray | None = attrs.field(init=False, repr=False)
 
-    def __attrs_post_init__(self) -> None:
+    @_weights.default
+    def _user_kernel(self) -> np.ndarray | None:
+        """The normalised kernel given as an array or a file; None for a named kernel."""
         if isinstance(self.kernel, np.ndarray):
-            self._weights = kernels.normalised(self.kernel, "kernel")
-        elif isinstance(self.kernel, str) and self.kernel not in KERNELS:
-            path = existing_file("kernel", self.kernel, _ACCEPTED)
-            self._weights = kernels.normalised(read_array(path), f"kernel file {self.kernel!r}")
-        elif not isinstance(self.kernel, str):
+            return kernels.normalised(self.kernel, "kernel")
+        if not isinstance(self.kernel, str):
             raise ConfigError(f"kernel must be {_ACCEPTED}, got {type(self.kernel).__name__}")
+        if self.kernel in KERNELS:
+            return None
+        path = existing_file("kernel", self.kernel, _ACCEPTED)
+        return kernels.normalised(read_array(path), f"kernel file {self.kernel!r}")
 
     def kernel_array(self, dims: int) -> np.ndarray:
         """The kernel for ``dims``-D inputs, ``[*k]`` summing to one."""

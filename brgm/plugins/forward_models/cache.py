@@ -1,4 +1,7 @@
-"""Per-instance caching of the tensors an operator builds for one input shape, device and dtype."""
+"""Per-instance caching of the tensors an operator builds for one input shape, device and dtype.
+
+Forward models are immutable, so a cached tensor never goes stale: a changed model (``attrs.evolve``) is a new
+object with an empty cache. The cache dict is the one mutable part of a model."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import attrs
 T = TypeVar("T")
 
 
-@attrs.define(kw_only=True, eq=False)
+@attrs.frozen(kw_only=True, eq=False)
 class TensorCache:
     """Mixin for operators whose tensors (matrices, kernels, masks) are built on first use and reused."""
 

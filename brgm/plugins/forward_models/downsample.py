@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from brgm.core.errors import ShapeError
-from brgm.core.operators import LinearForwardModel, check_image_shape, check_real, check_real_image
+from brgm.core.operators import (
+    LinearForwardModel,
+    check_image_shape,
+    check_real,
+    check_real_image,
+    forward_model,
+)
 from brgm.core.params import one_of
 from brgm.plugins.forward_models.cache import TensorCache
 from brgm.plugins.forward_models.params import integer
@@ -29,7 +35,7 @@ METHODS: dict[str, Callable[[int, int], np.ndarray]] = {
 }
 
 
-@attrs.define(kw_only=True, eq=False)
+@forward_model
 class Downsample(TensorCache, LinearForwardModel):
     """Downsampling by an integer factor per spatial axis (area, bicubic or antialiased bicubic).
 

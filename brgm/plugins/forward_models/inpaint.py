@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from brgm.core.errors import ConfigError, ShapeError
-from brgm.core.operators import LinearForwardModel, check_image_shape, check_real, check_real_image
+from brgm.core.operators import (
+    LinearForwardModel,
+    check_image_shape,
+    check_real,
+    check_real_image,
+    forward_model,
+)
 from brgm.core.params import interval, to_tuple
 from brgm.plugins.forward_models import regions
 from brgm.plugins.forward_models.cache import TensorCache
@@ -21,7 +27,7 @@ GENERATED = (*regions.HALVES, "box", "strokes", "pixels")
 _ACCEPTED = f"one of {', '.join(map(repr, GENERATED))}, a mask image or .npy file, or an array"
 
 
-@attrs.define(kw_only=True, eq=False)
+@forward_model
 class Inpaint(TensorCache, LinearForwardModel):
     """Inpainting: missing pixels (a half, boxes, brush strokes, random pixels or a mask file) set to fill.
 
@@ -52,19 +58,22 @@ class Inpaint(TensorCache, LinearForwardModel):
     fraction: float = attrs.field(default=0.5, converter=float, validator=interval(0.0, 1.0))
     seed: int = attrs.field(default=0, validator=integer(0, MAX_SEED))
     fill: float = attrs.field(default=0.0, converter=float, validator=interval())
-    _given: np.ndarray | None = attrs.field(default=None, init=False, repr=False)
+    _given: np.ndarray | None = attrs.field(init=False, repr=False)
 
-    def __attrs_post_init__(self) -> None:
+    @_given.default
+    def _user_mask(self) -> np.ndarray | None:
+        """The mask given as an array or a file; None for a generated one."""
         if isinstance(self.missing, np.ndarray):
-            self._given = regions.from_array(self.missing, "missing")
-        elif not isinstance(self.missing, str):
+            return regions.from_array(self.missing, "missing")
+        if not isinstance(self.missing, str):
             raise ConfigError(f"missing must be {_ACCEPTED}, got {type(self.missing).__name__}")
-        elif self.missing not in GENERATED:
-            path = existing_file("missing", self.missing, _ACCEPTED)
-            array = read_array(path, channels=True)
-            if path.suffix.lower() in IMAGE_SUFFIXES and array.ndim == 3:
-                array = array[..., 0]
-            self._given = regions.from_array(array, f"mask file {self.missing!r}")
+        if self.missing in GENERATED:
+            return None
+        path = existing_file("missing", self.missing, _ACCEPTED)
+        array = read_array(path, channels=True)
+        if path.suffix.lower() in IMAGE_SUFFIXES and array.ndim == 3:
+            array = array[..., 0]
+        return regions.from_array(array, f"mask file {self.missing!r}")
 
     def output_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         shape = check_image_shape(self, shape)

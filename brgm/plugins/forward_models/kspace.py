@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from brgm.core.errors import ConfigError, ShapeError
-from brgm.core.operators import LinearForwardModel, check_image_shape, check_real_image
+from brgm.core.operators import LinearForwardModel, check_image_shape, check_real_image, forward_model
 from brgm.core.params import interval, one_of, to_tuple
 from brgm.plugins.forward_models import coils as coil_maps
 from brgm.plugins.forward_models import sampling
@@ -24,7 +24,7 @@ def _optional_fractions(value: object) -> tuple[float, ...] | None:
     return None if value is None else to_tuple(float)(value)
 
 
-@attrs.define(kw_only=True, eq=False)
+@forward_model
 class KSpace(TensorCache, LinearForwardModel):
     """MRI: undersampled Cartesian k-space y = M·F(S·x) with fastMRI masks, single- or multi-coil, 2D/3D.
 
@@ -62,7 +62,15 @@ class KSpace(TensorCache, LinearForwardModel):
     )
     coils: int = attrs.field(default=1, validator=integer(1, 128))
     coil_maps: str | np.ndarray | None = attrs.field(default=None, converter=array_or_name)
-    _maps: np.ndarray | None = attrs.field(default=None, init=False, repr=False)
+    _maps: np.ndarray | None = attrs.field(init=False, repr=False)
+
+    @_maps.default
+    def _user_maps(self) -> np.ndarray | None:
+        """The coil maps given as an array or a ``.npy`` file; None for simulated ones."""
+        if isinstance(self.coil_maps, str):
+            path = existing_file("coil_maps", self.coil_maps, "a .npy file or an array [coils, *spatial]")
+            return coil_maps.checked_maps(read_array(path), f"coil_maps file {self.coil_maps!r}")
+        return None if self.coil_maps is None else coil_maps.checked_maps(self.coil_maps, "coil_maps")
 
     def __attrs_post_init__(self) -> None:
         if not self.acceleration:
@@ -77,11 +85,6 @@ class KSpace(TensorCache, LinearForwardModel):
                 f"mask='equispaced' samples every acceleration-th line: acceleration must be an integer, "
                 f"got {list(self.acceleration)} (use mask='equispaced_fraction' for others)"
             )
-        if isinstance(self.coil_maps, str):
-            path = existing_file("coil_maps", self.coil_maps, "a .npy file or an array [coils, *spatial]")
-            self._maps = coil_maps.checked_maps(read_array(path), f"coil_maps file {self.coil_maps!r}")
-        elif self.coil_maps is not None:
-            self._maps = coil_maps.checked_maps(self.coil_maps, "coil_maps")
         if self._maps is not None and self.coils not in (1, len(self._maps)):
             raise ConfigError(f"coils={self.coils} disagrees with the {len(self._maps)} coil_maps given")
 

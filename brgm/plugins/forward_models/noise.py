@@ -12,12 +12,12 @@ from typing import ClassVar
 import attrs
 import torch
 
-from brgm.core.operators import LinearForwardModel, check_image_shape, check_real
+from brgm.core.operators import LinearForwardModel, check_image_shape, check_real, forward_model
 from brgm.core.params import interval
 from brgm.plugins.forward_models.params import MAX_SEED, integer
 
 
-@attrs.define(kw_only=True, eq=False)
+@forward_model
 class NoiseModel(LinearForwardModel):
     """Shared by the noise models: the identity operator (its own adjoint and naive inverse) with a seed."""
 
@@ -51,7 +51,7 @@ class NoiseModel(LinearForwardModel):
         return noise.to(y.device)
 
 
-@attrs.define(kw_only=True, eq=False)
+@forward_model
 class GaussianNoise(NoiseModel):
     """Additive white Gaussian noise of standard deviation sigma (per real and imaginary part for k-space).
 
@@ -71,7 +71,7 @@ class GaussianNoise(NoiseModel):
         return y + self.sigma * self._randn(y, generator)
 
 
-@attrs.define(kw_only=True, eq=False)
+@forward_model
 class PoissonNoise(NoiseModel):
     """Poisson (shot) noise: gain · Poisson(y / gain), so 1/gain photons make up intensity 1.
 
@@ -89,7 +89,7 @@ class PoissonNoise(NoiseModel):
         return self.gain * torch.poisson(rate, generator=generator).to(y.device)
 
 
-@attrs.define(kw_only=True, eq=False)
+@forward_model
 class RicianNoise(NoiseModel):
     """Rician noise of magnitude MRI: |y + σ·(ε₁ + i·ε₂)| with independent ε₁, ε₂ ~ N(0, 1).
 
