@@ -332,6 +332,31 @@ def test_percentile_window_clips(tmp_path):
     assert int((loaded.data == 0).sum()) == 10 and int((loaded.data == 1).sum()) == 10
 
 
+def volume_with_holes(bad: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 16³ float volume (4096 voxels) with a 3×3×3 block (27 voxels) set to ``bad``, and the block's mask."""
+    stored = np.random.default_rng(8).uniform(100.0, 500.0, (16, 16, 16)).astype(np.float32)
+    holes = np.zeros(stored.shape, dtype=bool)
+    holes[4:7, 5:8, 6:9] = True
+    stored[holes] = bad
+    return stored, holes
+
+
+@pytest.mark.parametrize("percentiles", [None, (1.0, 99.0)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nifti_non_finite_voxels_are_missing(tmp_path, bad, percentiles):
+    stored, holes = volume_with_holes(bad)
+    nib.save(nib.Nifti1Image(stored, np.eye(4)), tmp_path / "holes.nii.gz")
+    with pytest.warns(UserWarning, match=r"holes\.nii\.gz: 27 of 4096 values are not finite"):
+        loaded = io.load(tmp_path / "holes.nii.gz", percentiles=percentiles)
+    finite = stored[~holes]
+    window = (finite.min(), finite.max()) if percentiles is None else np.percentile(finite, percentiles)
+    intensity = loaded.meta.intensity
+    assert (intensity.low, intensity.high) == pytest.approx(tuple(float(w) for w in window))
+    data = loaded.data[0, 0].numpy()
+    assert np.isfinite(data).all() and (data[holes] == 0).all()
+    np.testing.assert_array_equal(data[~holes], intensity.to_unit(finite))
+
+
 # --- arrays ------------------------------------------------------------------------------------------------
 
 
@@ -369,6 +394,29 @@ def test_array_layouts_and_values_as_stored(tmp_path):
         ImageFileError, match=r"bad\.npy: an array of shape \[2, 1, 3, 4, 5\] is not an image"
     ):
         io.load(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".pt"])
+def test_array_non_finite_values_are_missing_and_all_missing_is_refused(tmp_path, suffix):
+    values = np.full((4, 5), 0.5, dtype=np.float32)
+    values[0, :3] = [np.nan, np.inf, -np.inf]
+    path = tmp_path / f"holes{suffix}"
+    save = np.save if suffix == ".npy" else lambda p, a: torch.save(torch.from_numpy(a), p)
+    save(path, values)
+    with pytest.warns(UserWarning, match=rf"holes\{suffix}: 3 of 20 values are not finite .* set to 0"):
+        data = io.load(path).data[0, 0]
+    expected = np.full((4, 5), 0.5, dtype=np.float32)
+    expected[0, :3] = 0.0
+    np.testing.assert_array_equal(data.numpy(), expected)
+    save(tmp_path / f"empty{suffix}", np.full((2, 3, 4), np.nan, dtype=np.float32))
+    with pytest.raises(ImageFileError, match=rf"empty\{suffix}: all 24 values are not finite"):
+        io.load(tmp_path / f"empty{suffix}")
+
+
+def test_all_non_finite_nifti_is_refused(tmp_path):
+    nib.save(nib.Nifti1Image(np.full((4, 4, 4), np.nan, np.float32), np.eye(4)), tmp_path / "nan.nii")
+    with pytest.raises(ImageFileError, match=r"nan\.nii: all 64 values are not finite"):
+        io.load(tmp_path / "nan.nii")
 
 
 executed = []

@@ -23,6 +23,9 @@ superior); see :mod:`brgm.core.formats.nifti`. ``load(path, percentiles=(0.5, 99
 window of DICOM and NIfTI data by a clipped percentile window. The window used is kept in ``meta.intensity``,
 and the medical formats brgm writes record it (NIfTI ``cal_min``/``cal_max``, a private DICOM element), so a
 measurement or reconstruction re-reads on the scale of the input it came from.
+
+Non-finite values (NaN, ±inf) are missing: windows are computed without them, and they are read as 0
+(background) with a warning that counts them; a file without any finite value is refused.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 
 from brgm.core.errors import ImageFileError
 from brgm.core.formats import arrays, dicom, nifti, raster
-from brgm.core.formats.meta import GridFit, Intensity, Meta
+from brgm.core.formats.meta import GridFit, Intensity, Meta, missing_to_background
 from brgm.core.grid import back_to_input_grid, fit_to_grid, regrid
 
 __all__ = [
@@ -130,6 +133,7 @@ def load(path: str | Path, *, percentiles: tuple[float, float] | None = None) ->
         data, meta = nifti.read(path, percentiles)
     else:
         data, meta = arrays.read(path, fmt)
+    data = missing_to_background(data, path)
     return Loaded(torch.from_numpy(np.ascontiguousarray(data))[None], meta)
 
 

@@ -3,11 +3,14 @@ written back in the input's format, units and place in space."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
+
+from brgm.core.errors import ImageFileError
 
 
 @attrs.frozen
@@ -16,7 +19,8 @@ class Intensity:
     ``x = (v − low) / (high − low)``, or ``(high − v) / (high − low)`` when ``invert`` (DICOM MONOCHROME1).
 
     With ``clip`` the intensities are clipped to [0, 1] (a percentile window); otherwise values outside the
-    window map outside [0, 1] and come back unchanged. ``rule`` says how the window was chosen.
+    window map outside [0, 1] and come back unchanged. Non-finite values stay non-finite (missing, see
+    :func:`missing_to_background`). ``rule`` says how the window was chosen.
     """
 
     low: float
@@ -36,7 +40,7 @@ class Intensity:
         if self.invert:
             x = 1.0 - x
         if self.clip:
-            x = np.clip(x, 0.0, 1.0)
+            np.clip(x, 0.0, 1.0, out=x, where=np.isfinite(x))
         return x.astype(np.float32)
 
     def from_unit(self, x: np.ndarray) -> np.ndarray:
@@ -69,12 +73,37 @@ def dtype_window(dtype: np.dtype) -> Intensity:
 def data_window(
     values: np.ndarray, *, invert: bool = False, percentiles: tuple[float, float] | None = None
 ) -> Intensity:
-    """The data's own range (min–max), or the ``percentiles`` ``(lo, hi)`` with clipping (a robust window)."""
+    """The data's own range (min–max), or the ``percentiles`` ``(lo, hi)`` with clipping (a robust window), of
+    its finite values (NaN and ±inf are missing; data without finite values gets the window [0, 1] and is
+    refused by :func:`missing_to_background`)."""
+    values = np.asarray(values)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return attrs.evolve(AS_STORED, invert=invert, rule="no finite values")
     if percentiles is None:
         return Intensity(float(values.min()), float(values.max()), invert=invert, rule="min–max of the data")
     lo, hi = np.percentile(values, percentiles)
     rule = f"percentiles {percentiles[0]:g}–{percentiles[1]:g} of the data, clipped"
     return Intensity(float(lo), float(hi), invert=invert, clip=True, rule=rule)
+
+
+def missing_to_background(data: np.ndarray, path: Path) -> np.ndarray:
+    """``data`` read from ``path`` with its non-finite values (NaN, ±inf: missing voxels) set to 0, the
+    background, with a warning that counts them; an :class:`ImageFileError` when no value is finite."""
+    missing = ~np.isfinite(data)
+    count = int(missing.sum())
+    if count == 0:
+        return data
+    if count == data.size:
+        raise ImageFileError(
+            f"{path}: all {count} values are not finite (NaN or ±inf); there is no image to use"
+        )
+    warnings.warn(
+        f"{path}: {count} of {data.size} values are not finite (NaN or ±inf); they are treated as missing "
+        "and set to 0 (background)",
+        stacklevel=3,
+    )
+    return np.where(missing, 0, data)
 
 
 @attrs.frozen(eq=False)
