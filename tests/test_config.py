@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brgm.core.compose import resolve_settings, resolved_config
-from brgm.core.config import coerce, parse_tokens
+from brgm.core.config import parse_tokens
 from brgm.core.errors import ConfigError
+from brgm.core.params import coerce
 
 
 def resolve(*tokens: str) -> dict:

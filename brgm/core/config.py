@@ -15,19 +15,16 @@ Precedence, lowest first: defaults, the preset's selections and values, the user
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from brgm.core.errors import BrgmError, ConfigError
+from brgm.core.errors import ConfigError
 from brgm.core.operators import ForwardModel, chain
-from brgm.core.registry import Registry, did_you_mean
+from brgm.core.params import build, check_field, did_you_mean
+from brgm.core.registry import Registry
 from brgm.core.solver import SolverConfig
 
 #: group -> registry kind
@@ -166,7 +163,7 @@ def _assign(
 ) -> None:
     group, _, rest = key.partition(".")
     if group == "solver":
-        _check_field(SolverConfig, "solver", rest)
+        check_field(SolverConfig, "solver", rest)
         solver[rest] = value
         return
     selected = groups[group]
@@ -224,86 +221,6 @@ def _field_names(sel: Selection, registry: Registry, group: str) -> list[str]:
     if sel.instance is not None or not attrs.has(cls):
         return []
     return [f.name for f in attrs.fields(cls) if f.init and not f.name.startswith("_")]
-
-
-def _check_field(cls: type, group: str, field: str) -> None:
-    names = [f.name for f in attrs.fields(cls) if f.init]
-    if field not in names:
-        raise ConfigError(
-            f"{group}.{field}: no such parameter{did_you_mean(field, names)}; "
-            f"valid keys: {', '.join(f'{group}.{n}' for n in names)}"
-        )
-
-
-def build(cls: type, values: Mapping[str, Any], label: str) -> Any:
-    """Instantiate attrs class ``cls`` from ``values`` (strings converted by field type), as ConfigErrors."""
-    with contextlib.suppress(NameError):  # unknown annotations: values pass through unconverted
-        attrs.resolve_types(cls)
-    fields = {f.name: f for f in attrs.fields(cls)}
-    kwargs = {}
-    for name, raw in values.items():
-        kwargs[name] = coerce(raw, fields[name].type, f"{label}.{name}") if isinstance(raw, str) else raw
-    try:
-        return cls(**kwargs)
-    except BrgmError as err:
-        raise ConfigError(f"{label}: {err}") from err
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{label}: {err}") from err
-
-
-def coerce(raw: str, tp: Any, key: str) -> Any:
-    """Convert a CLI string to the annotated type ``tp`` (bool, int, float, str, Path, Literal, X | None,
-    tuples and lists); unknown or missing types get a literal guess (number, bool, list or string)."""
-    text = raw.strip()
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if text.lower() in ("none", "null") and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return coerce(text, arg, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: cannot convert {raw!r}")
-    if origin is typing.Literal:
-        for choice in args:
-            if str(choice) == text:
-                return choice
-        raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {raw!r}")
-    if origin in (tuple, list) or tp in (tuple, list):
-        items = [t.strip() for t in text.strip("[]()").split(",") if t.strip()]
-        item_type = args[0] if args else None
-        converted = [coerce(item, item_type, key) for item in items]
-        return tuple(converted) if (origin or tp) is tuple else converted
-    if tp is bool:
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{key} must be true or false, got {raw!r}")
-    if tp is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"{key} must be a number, got {raw!r}") from None
-    if tp is int:
-        try:
-            number = float(text)
-        except ValueError:
-            number = float("nan")
-        if not number.is_integer():
-            raise ConfigError(f"{key} must be an integer, got {raw!r}")
-        return int(number)
-    if tp is Path:
-        return Path(text)
-    if tp is str:
-        return text
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def build_forward_model(settings: Mapping[str, Any], registry: Registry | None = None) -> ForwardModel:

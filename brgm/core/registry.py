@@ -4,15 +4,14 @@ loaded plugins provide, by kind and name, with the plugin and version that gave 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import inspect
-from collections.abc import Iterable
 from typing import Any
 
 import attrs
 import pluggy
 
 from brgm.core.errors import ConfigError, PluginError
+from brgm.core.params import did_you_mean
 from brgm.core.presets import Preset
 
 #: kind -> the hook that provides it
@@ -23,12 +22,6 @@ KIND_HOOKS = {
     "prior": "register_priors",
     "preset": "register_presets",
 }
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` naming the closest of ``choices``, or an empty string when there are none."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.0)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def describe(obj: Any) -> str:

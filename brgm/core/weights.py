@@ -26,7 +26,7 @@ import attrs
 
 from brgm.core.errors import BrgmError, ConfigError, WeightsNotFoundError
 from brgm.core.files import publish
-from brgm.core.registry import did_you_mean
+from brgm.core.params import did_you_mean
 
 #: called while downloading with (bytes received, total bytes or None when the server does not say)
 Progress = Callable[[int, int | None], None]
