@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import brgm
-from brgm.core.errors import NonFiniteEnergyError
+from brgm.core.errors import ConfigError, DivergenceWarning, NonFiniteEnergyError, ShapeError
 from brgm.core.solver import SolverConfig, learning_rate
 from brgm.core.terms import Latents, Prior
 from tests.conftest import DEVICES
@@ -119,6 +119,79 @@ def test_non_finite_energy_stops_with_a_clear_error(problem) -> None:
         gen=problem.generator, fwd="test_scale", likelihoods=["test_sse"], priors=[Explodes()], device="cpu"
     )
     with pytest.raises(
-        NonFiniteEnergyError, match=r"non-finite at step \d+ of 30 \(terms: prior.explodes, total\)"
+        NonFiniteEnergyError,
+        match=r"non-finite at step [1-9]\d* of 30 \(terms: prior.explodes\); try a smaller solver.lr",
     ):
         brgm.reconstruct(exploding, measurement(problem, 1), steps=30, schedule="constant")
+
+
+def test_an_overflowing_weight_is_named_at_step_0(problem) -> None:
+    heavy = brgm.compose(
+        gen=problem.generator,
+        fwd="test_scale",
+        likelihoods=["test_sse"],
+        priors=[],
+        device="cpu",
+        **{"like.test_sse.weight": 1e300},
+    )
+    y = measurement(problem, 1) + 0.5  # a non-zero misfit at the start
+    with pytest.raises(
+        NonFiniteEnergyError, match=r"at step 0 .*like\.test_sse\.weight=1e\+300 times an energy"
+    ):
+        brgm.reconstruct(heavy, y, steps=5)
+
+
+def test_a_measurement_too_large_for_float32_is_named_at_step_0(problem) -> None:
+    y = measurement(problem, 1) + 1e30
+    with pytest.raises(NonFiniteEnergyError, match=r"at step 0 .*largest magnitude is 1e\+30"):
+        brgm.reconstruct(problem, y, steps=5)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_measurements_are_refused_with_their_count(problem, bad: float) -> None:
+    y = measurement(problem, 2)
+    y[1, 0, :3, 0] = bad
+    with pytest.raises(ShapeError, match=r"has 3 non-finite value\(s\) \(NaN or ±inf\) of 128"):
+        brgm.reconstruct(problem, y, steps=2)
+
+
+def test_empty_batches_and_other_types_are_clear_errors(problem) -> None:
+    with pytest.raises(ShapeError, match="batch is empty"):
+        brgm.reconstruct(problem, torch.zeros(0, 1, 8, 8), steps=2)
+    with pytest.raises(ShapeError, match=r"must be a torch\.Tensor or numpy array, got list"):
+        brgm.reconstruct(problem, [[0.0]], steps=2)
+
+
+def test_a_numpy_measurement_gives_the_tensor_result(problem) -> None:
+    y = measurement(problem, 2)
+    from_numpy = brgm.reconstruct(problem, y.numpy(), steps=3, seed=4)
+    from_tensor = brgm.reconstruct(problem, y, steps=3, seed=4)
+    torch.testing.assert_close(from_numpy.image, from_tensor.image, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"lrr": 0.1}, "solver.lrr: no such parameter \\(did you mean 'lr'\\?\\)"),
+        ({"lr": "fast"}, "solver.lr must be a number, got 'fast'"),
+        ({"lr": math.inf}, r"lr must be in \(0, inf\], got inf"),
+        ({"lr": "nan"}, r"lr must be in \(0, inf\], got nan"),
+        ({"seed": 2**70}, r"seed must be an integer in \[0, 2\*\*63 - 1\], got 1180591620717411303424"),
+        ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*63 - 1\], got -1"),
+    ],
+)
+def test_bad_solver_options_are_config_errors(problem, options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        brgm.reconstruct(problem, measurement(problem, 1), steps=2, **options)
+
+
+def test_a_diverging_solve_is_flagged_and_warned(problem) -> None:
+    y = measurement(problem, 2)
+    with pytest.warns(
+        DivergenceWarning,
+        match=r"ended far above where it started \(item 0: .*try a smaller solver.lr \(now 1e\+06\)",
+    ):
+        result = brgm.reconstruct(problem, y, steps=20, lr=1e6, schedule="constant")
+    assert result.diverged.tolist() == [True, True]
+    calm = brgm.reconstruct(problem, y, steps=20)
+    assert calm.diverged.tolist() == [False, False]

@@ -38,3 +38,7 @@ class NonFiniteEnergyError(BrgmError, FloatingPointError):
 class ImageFileError(BrgmError, ValueError):
     """An image, volume or measurement file that cannot be read or written: missing, of an unknown format,
     corrupt, or of a layout brgm does not accept. The message names the file and what is accepted."""
+
+
+class DivergenceWarning(UserWarning):
+    """A reconstruction's energy ended far above where it started: the solver diverged (learning rate too high)."""

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 
 from brgm.core.errors import ShapeError
 from brgm.core.generator import Generator
 from brgm.core.operators import ForwardModel
-from brgm.core.terms import Latents, Likelihood, Prior
+from brgm.core.terms import Latents, Likelihood, Prior, Term
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -55,11 +56,13 @@ class Problem:
         """The shape of one measurement without the batch axis."""
         return self.forward_model.output_shape((1, *self.image_shape))[1:]
 
-    def term_names(self) -> list[str]:
-        return [f"like.{t.name}" for t in self.likelihoods] + [f"prior.{t.name}" for t in self.priors]
-
-    def check_measurement(self, y: torch.Tensor) -> torch.Tensor:
-        """Return ``y`` with a batch axis, or raise :class:`ShapeError` naming the expected shape."""
+    def check_measurement(self, y: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Return ``y`` (a tensor or numpy array) as a tensor with a batch axis, or raise :class:`ShapeError`
+        naming the expected shape (also for an empty batch and for non-finite values)."""
+        if isinstance(y, np.ndarray):
+            y = torch.from_numpy(y)
+        if not isinstance(y, torch.Tensor):
+            raise ShapeError(f"the measurement must be a torch.Tensor or numpy array, got {type(y).__name__}")
         expected = self.measurement_shape
         if tuple(y.shape) == expected:
             y = y.unsqueeze(0)
@@ -73,6 +76,14 @@ class Problem:
             raise ShapeError(
                 f"forward model {self.forward_model.name!r} expects a {kind} measurement, got {y.dtype}"
             )
+        if y.shape[0] == 0:
+            raise ShapeError("the measurement batch is empty: nothing to reconstruct")
+        bad = int((~torch.isfinite(y)).sum())
+        if bad:
+            raise ShapeError(
+                f"the measurement has {bad} non-finite value(s) (NaN or ±inf) of {y.numel()}; "
+                "mark missing entries with the forward model's mask instead"
+            )
         return y
 
     def image(self, latents: Latents) -> torch.Tensor:
@@ -80,15 +91,24 @@ class Problem:
         x = self.generator.synthesis(latents.ws, noise_mode="const")
         return (x.float() + 1.0) * 0.5
 
-    def energies(self, latents: Latents, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The current images and every weighted term's energy ``[N]``, by ``like.NAME`` / ``prior.NAME``."""
+    def terms(self) -> dict[str, Term]:
+        """Every energy term by ``like.NAME`` / ``prior.NAME``."""
+        return {f"like.{t.name}": t for t in self.likelihoods} | {f"prior.{t.name}": t for t in self.priors}
+
+    def energies(
+        self, latents: Latents, y: torch.Tensor, *, weighted: bool = True
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The current images and every term's energy ``[N]`` (times its weight unless ``weighted=False``),
+        by ``like.NAME`` / ``prior.NAME``."""
         x = self.image(latents)
         pred = self.forward_model(x)
         terms: dict[str, torch.Tensor] = {}
-        for like in self.likelihoods:
-            terms[f"like.{like.name}"] = like.weight * like.energy(pred, y, self.forward_model)
-        for prior in self.priors:
-            terms[f"prior.{prior.name}"] = prior.weight * prior.energy(latents)
+        for key, term in self.terms().items():
+            if isinstance(term, Likelihood):
+                energy = term.energy(pred, y, self.forward_model)
+            else:
+                energy = term.energy(latents)
+            terms[key] = term.weight * energy if weighted else energy
         return x, terms
 
     def baseline(self, y: torch.Tensor) -> torch.Tensor:

@@ -15,14 +15,15 @@ applied to the generator through :meth:`~brgm.core.generator.Generator.memory_op
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import attrs
 import torch
 
-from brgm.core.errors import NonFiniteEnergyError
+from brgm.core.errors import DivergenceWarning, NonFiniteEnergyError
 from brgm.core.generator import AUTOCAST_DTYPES
-from brgm.core.params import interval, one_of, to_tuple
+from brgm.core.params import build, check_seed, interval, one_of, to_tuple
 from brgm.core.problem import Problem
 from brgm.core.terms import Latents
 
@@ -80,12 +81,49 @@ class Result:
         ws: the optimised W+ latents ``[N, num_ws, w_dim]``.
         baseline: the forward model's naive inverse of the measurement, ``[N, C, *spatial]`` (clamped to [0, 1]).
         history: per-step energies ``[steps, N]`` by term name, with ``"total"`` and ``"lr"`` (``[steps]``).
+        diverged: ``[N]`` bool, True where the energy ended far above where it started (see :func:`diverged`).
     """
 
     image: torch.Tensor
     ws: torch.Tensor
     baseline: torch.Tensor
     history: dict[str, torch.Tensor]
+    diverged: torch.Tensor
+
+
+#: a solve diverged when its final energy exceeds its first by more than this many times the first's magnitude
+DIVERGENCE_FACTOR = 10.0
+
+
+def diverged(total: torch.Tensor) -> torch.Tensor:
+    """``[steps, N]`` total energies -> ``[N]`` bool: the last step's energy exceeds the first's by more than
+    :data:`DIVERGENCE_FACTOR` times the first's magnitude (an optimiser that settles never ends there)."""
+    start, end = total[0], total[-1]
+    return end - start > DIVERGENCE_FACTOR * start.abs().clamp_min(torch.finfo(total.dtype).tiny)
+
+
+def _non_finite_message(
+    problem: Problem, latents: Latents, y: torch.Tensor, step: int, config: SolverConfig, bad: list[str]
+) -> str:
+    """Why the energy is non-finite: after step 0 the optimiser; at step 0 a weight or the input's scale."""
+    where = f"the energy became non-finite at step {step} of {config.steps} (terms: {', '.join(bad)})"
+    if step > 0:
+        return f"{where}; try a smaller solver.lr (now {config.lr:g}) or smaller term weights"
+    with torch.no_grad():
+        x, raw = problem.energies(latents, y, weighted=False)
+    if not torch.isfinite(x).all():
+        return f"{where}: the generator's output is non-finite at the initial latents (its weights?)"
+    terms = problem.terms()
+    causes = []
+    for key in bad:
+        if torch.isfinite(raw[key]).all():
+            causes.append(f"{key}.weight={terms[key].weight:g} times an energy of {raw[key].abs().max():.3g}")
+        else:
+            causes.append(f"{key} itself, on a measurement whose largest magnitude is {y.abs().max():.3g}")
+    return (
+        f"{where}: it overflows at the starting point, from {'; '.join(causes)}; lower the weight, or check "
+        "the input's intensity scale and the forward model's settings (such as a noise sigma)"
+    )
 
 
 class Solver:
@@ -134,7 +172,21 @@ class MAPSolver(Solver):
         history["lr"] = histories[0]["lr"]
         with torch.no_grad():
             baseline = problem.baseline(y).clamp(0, 1).float().cpu()
-        return Result(image=torch.cat(images), ws=torch.cat(latents), baseline=baseline, history=history)
+        flags = diverged(history["total"])
+        if flags.any():
+            total = history["total"]
+            items = ", ".join(
+                f"item {i}: {total[0, i]:.4g} -> {total[-1, i]:.4g}" for i in flags.nonzero()[:, 0].tolist()
+            )
+            warnings.warn(
+                f"the energy ended far above where it started ({items}): the solve diverged; "
+                f"try a smaller solver.lr (now {cfg.lr:g})",
+                DivergenceWarning,
+                stacklevel=2,
+            )
+        return Result(
+            image=torch.cat(images), ws=torch.cat(latents), baseline=baseline, history=history, diverged=flags
+        )
 
     def _solve_chunk(
         self, problem: Problem, y: torch.Tensor, ws0: torch.Tensor, progress: Progress | None
@@ -143,7 +195,7 @@ class MAPSolver(Solver):
         ws = ws0.clone().requires_grad_(True)
         latents = Latents(ws=ws)
         optimizer = torch.optim.Adam([ws], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-        names = [*problem.term_names(), "total"]
+        names = [*problem.terms(), "total"]
         record = torch.empty(len(names), cfg.steps, y.shape[0], dtype=torch.float64)
         lrs = torch.empty(cfg.steps, dtype=torch.float64)
         for step in range(cfg.steps):
@@ -154,11 +206,10 @@ class MAPSolver(Solver):
             total = torch.stack(list(terms.values())).sum(dim=0)
             energies = torch.stack([*terms.values(), total]).detach().double().cpu()
             if not torch.isfinite(energies).all():
-                bad = [n for n, e in zip(names, energies, strict=True) if not torch.isfinite(e).all()]
-                raise NonFiniteEnergyError(
-                    f"the energy became non-finite at step {step} of {cfg.steps} (terms: {', '.join(bad)}); "
-                    f"try a smaller solver.lr (now {cfg.lr}) or smaller term weights"
-                )
+                bad = [
+                    n for n, e in zip(names[:-1], energies[:-1], strict=True) if not torch.isfinite(e).all()
+                ]
+                raise NonFiniteEnergyError(_non_finite_message(problem, latents, y, step, cfg, bad))
             record[:, step] = energies
             lrs[step] = lr
             optimizer.zero_grad(set_to_none=True)
@@ -186,12 +237,14 @@ def reconstruct(
 ) -> Result:
     """Reconstruct ``y`` (``[N, *measurement]`` or one measurement without the batch axis) by MAP.
 
-    ``steps`` and ``solver_options`` (any :class:`SolverConfig` field) override the problem's solver settings.
-    The same ``seed`` gives the same result.
+    ``y`` may be a tensor or a numpy array. ``steps`` and ``solver_options`` (any :class:`SolverConfig` field,
+    values or their text) override the problem's solver settings; an unknown option, a bad value or an
+    out-of-range ``seed`` (an integer in [0, 2**63 − 1]) is a :class:`~brgm.core.errors.ConfigError`. The same
+    ``seed`` gives the same result.
     """
     base = problem.solver if isinstance(problem.solver, SolverConfig) else SolverConfig()
     changes = dict(solver_options)
     if steps is not None:
         changes["steps"] = steps
-    config = attrs.evolve(base, **changes)
-    return MAPSolver(config).solve(problem, y, seed=seed, progress=progress)
+    config = build(SolverConfig, {**attrs.asdict(base, recurse=False), **changes}, "solver")
+    return MAPSolver(config).solve(problem, y, seed=check_seed(seed), progress=progress)
