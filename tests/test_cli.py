@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import stat
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from brgm.cli.app import app
+from brgm.core.compose import default_device
 
 runner = CliRunner()
 BASE = ["compose", "gen=tiny", "fwd=test_scale", "like=test_sse", "prior=none"]
@@ -56,6 +60,12 @@ def test_dry_run_prints_the_resolved_configuration() -> None:
         ([*BASE, "--dry-run", "notakeyvalue"], "expected KEY=VALUE"),
         ([*BASE, "--input-kind", "guess", "--dry-run"], "--input-kind must be auto, image or measurement"),
         ([*BASE], "--input is required"),
+        ([*BASE, "fwd.factor=1e309", "--dry-run"], "factor must be in (0, inf], got inf"),
+        ([*BASE, "solver.lr=inf", "--dry-run"], "lr must be in (0, inf], got inf"),
+        ([*BASE, "solver.lr=nan", "--dry-run"], "lr must be in (0, inf], got nan"),
+        ([*BASE, "solver.steps=1e309", "--dry-run"], "solver.steps must be an integer, got '1e309'"),
+        ([*BASE, "--seed", str(2**70), "--dry-run"], "--seed must be an integer in [0, 2**63 - 1]"),
+        ([*BASE, "--device", "tpu", "--dry-run"], "device must be cpu, cuda or cuda:N, got 'tpu'"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(args: list[str], message: str) -> None:
@@ -84,3 +94,57 @@ def test_generated_overrides_never_traceback(extra: list[str]) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
     if result.exit_code == 2:
         assert "error:" in result.output
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7"])
+def test_a_missing_gpu_is_a_configuration_error(monkeypatch, device: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    result = invoke(*BASE, "--device", device, "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert f"device '{device}': this machine has no CUDA device; use cpu" in " ".join(result.output.split())
+
+
+def test_a_gpu_index_beyond_the_machines_is_a_configuration_error(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    result = invoke(*BASE, "--device", "cuda:7", "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert "has 2 CUDA device(s), cuda:0 to cuda:1" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("local_rank", "expected"), [(None, "cuda:0"), ("0", "cuda:0"), ("3", "cuda:1")])
+def test_the_default_device_is_the_processs_own_gpu(monkeypatch, local_rank, expected) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert default_device() == torch.device(expected)
+
+
+def test_a_diverging_run_is_noted_in_metrics_and_fails_with_strict(tmp_path) -> None:
+    image = tmp_path / "x.npy"
+    np.save(image, np.random.default_rng(0).random((8, 8), dtype=np.float32))
+    args = [*BASE, "prior=test_spread", "solver.lr=1e6", "solver.schedule=constant", "--steps", "20"]
+    result = invoke(*args, "--input", str(image), "--out", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    assert "the solve diverged" in " ".join(result.output.split())
+    entry = json.loads((tmp_path / "a" / "metrics.json").read_text())["x"]
+    assert entry["diverged"] is True and "try a smaller solver.lr (now 1e+06)" in entry["warning"]
+    strict = invoke(*args, "--strict", "--input", str(image), "--out", str(tmp_path / "b"))
+    assert strict.exit_code == 1, strict.output
+    calm = invoke(*BASE, "--steps", "5", "--strict", "--input", str(image), "--out", str(tmp_path / "c"))
+    assert calm.exit_code == 0, calm.output
+    assert "diverged" not in json.loads((tmp_path / "c" / "metrics.json").read_text())["x"]
+
+
+def test_every_output_gets_the_same_permissions(tmp_path) -> None:
+    image = tmp_path / "x.npy"
+    np.save(image, np.random.default_rng(0).random((8, 8), dtype=np.float32))
+    result = invoke(*BASE, "--steps", "2", "--input", str(image), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()}
+    assert len(set(modes.values())) == 1, modes
+    assert "x_latents.safetensors" in modes

@@ -97,11 +97,18 @@ def compose(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the resolved configuration and exit.")
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Exit with status 1 when a solve diverged (always noted in metrics.json)."
+        ),
+    ] = False,
 ) -> None:
     """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s)."""
     from brgm.cli.run import run_compose
-    from brgm.core.compose import resolve_settings, resolved_config
+    from brgm.core.compose import resolve_device, resolve_settings, resolved_config
     from brgm.core.config import parse_tokens
+    from brgm.core.params import check_seed
 
     try:
         settings = parse_tokens(overrides or [])
@@ -111,15 +118,22 @@ def compose(
         config = resolved_config(resolved)
         if input_kind not in ("auto", "image", "measurement"):
             raise fail(f"--input-kind must be auto, image or measurement, got {input_kind!r}")
-        if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
-            raise fail(f"--device must be cpu or cuda, got {device!r}")
+        resolve_device(device)
+        check_seed(seed, "--seed")
         if dry_run:
             typer.echo(json.dumps(config, indent=2))
             return
         if not inputs:
             raise fail("--input is required (a measurement or clean image, a directory, or several --input)")
         code = run_compose(
-            resolved, inputs=inputs, out=out, truth=truth, input_kind=input_kind, seed=seed, device=device
+            resolved,
+            inputs=inputs,
+            out=out,
+            truth=truth,
+            input_kind=input_kind,
+            seed=seed,
+            device=device,
+            strict=strict,
         )
     except BrgmError as err:
         raise fail(str(err)) from None

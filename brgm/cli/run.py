@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from brgm.core.compose import compose_resolved, resolved_config
 from brgm.core.config import Resolved
-from brgm.core.errors import BrgmError, ShapeError
+from brgm.core.errors import BrgmError, DivergenceWarning, ShapeError
+from brgm.core.files import write_json
 from brgm.core.problem import Problem
 from brgm.core.solver import Result, reconstruct
 
@@ -114,8 +115,10 @@ def run_compose(
     input_kind: str,
     seed: int,
     device: str | None,
+    strict: bool = False,
 ) -> int:
-    """Reconstruct every input; returns the exit status (1 when some inputs failed, 0 otherwise)."""
+    """Reconstruct every input; returns the exit status: 1 when some inputs failed (or, with ``strict``, some
+    solve diverged), 0 otherwise."""
     from brgm.core.outputs import write_outputs
 
     problem = compose_resolved(resolved, device=device)
@@ -135,7 +138,7 @@ def run_compose(
     config["gen"]["model"] = problem.config["gen"]["model"]
     config["inputs"] = {item.name: item.notes for item in items}
     config["seed"] = seed
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_json(out / "config.json", config)
     if not items:
         console.print("[red]no input could be read[/]")
         return 1
@@ -143,9 +146,12 @@ def run_compose(
     groups: dict[tuple[int, ...], list[Item]] = {}
     for item in items:
         groups.setdefault(tuple(item.measurement.shape), []).append(item)
+    diverged = []
     for batch in groups.values():
         y = torch.cat([item.measurement for item in batch])
-        result = _solve(problem, y, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DivergenceWarning)  # reported per item below
+            result = _solve(problem, y, seed)
         for index, item in enumerate(batch):
             metrics[item.name] = write_outputs(
                 out,
@@ -157,15 +163,25 @@ def run_compose(
                 meta=item.meta,
                 truth=item.truth,
             )
+            if result.diverged[index]:
+                total = result.history["total"][:, index]
+                warning = (
+                    f"the energy ended far above where it started ({total[0]:.4g} -> {total[-1]:.4g}): the "
+                    f"solve diverged; try a smaller solver.lr (now {problem.solver.lr:g})"
+                )
+                metrics[item.name].update(diverged=True, warning=warning)
+                diverged.append(item.name)
+                console.print(f"[yellow]warning[/] {item.name}: {warning}", highlight=False)
     if any(metrics.values()):
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(out / "metrics.json", metrics)
     if failed:
-        (out / "failed.json").write_text(json.dumps(failed, indent=2) + "\n")
+        write_json(out / "failed.json", failed)
     console.print(
         f"wrote {len(items)} reconstruction(s) to {out}"
         + (f"; {len(failed)} input(s) failed" if failed else "")
+        + (f"; {len(diverged)} diverged" if diverged else "")
     )
-    return 1 if failed else 0
+    return 1 if failed or (strict and diverged) else 0
 
 
 def _solve(problem: Problem, y: torch.Tensor, seed: int) -> Result:

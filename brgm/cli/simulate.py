@@ -12,7 +12,6 @@ clean input is first fitted to that grid (as ``brgm compose`` fits inputs to a g
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +22,7 @@ from rich.console import Console
 
 from brgm.core import figures, io
 from brgm.core.errors import BrgmError, ConfigError, ImageFileError
+from brgm.core.files import write_json
 
 console = Console()
 
@@ -78,8 +78,10 @@ def simulate(
     """Make a measurement from a clean image or volume: y = fwd(x), with the chain's noise drawn from --seed."""
     from brgm.cli.app import fail
     from brgm.core.config import build_forward_model, describe_component, parse_tokens
+    from brgm.core.params import check_seed
 
     try:
+        check_seed(seed, "--seed")
         tokens = parse_tokens(settings or [])
         others = [key for key in tokens if key != "fwd" and not key.startswith("fwd.")]
         if others:
@@ -117,7 +119,7 @@ def simulate(
         "files": {key: str(path) for key, path in written.items()},
     }
     written["settings"] = Path(f"{base}.json")
-    written["settings"].write_text(json.dumps(record, indent=2) + "\n")
+    write_json(written["settings"], record)
     if report:
         console.print(f"[dim]{input_path.name}: {report}[/]", highlight=False, soft_wrap=True)
     for key, path in written.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,6 +111,7 @@ def compose(
 def compose_resolved(resolved: Resolved, *, device: str | torch.device | None = None) -> Problem:
     """Build the problem of an already resolved configuration (the CLI resolves first for ``--dry-run``)."""
     reg = registry()
+    dev = resolve_device(device)
     config = resolved_config(resolved)
     fwd = chain([instantiate(sel, "fwd", reg) for sel in resolved.groups["fwd"]])
     likes = [instantiate(sel, "like", reg) for sel in resolved.groups["like"]]
@@ -125,7 +127,6 @@ def compose_resolved(resolved: Resolved, *, device: str | torch.device | None = 
         raise ShapeError(
             f"gen={resolved.groups['gen'][0].name} and fwd={fwd.name} do not compose: {err}"
         ) from err
-    dev = torch.device(device) if device is not None else default_device()
     generator = generator.to(dev).eval().requires_grad_(False)
     for term in [*likes, *priors]:
         term.bind(generator, fwd)
@@ -137,4 +138,29 @@ def compose_resolved(resolved: Resolved, *, device: str | torch.device | None = 
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's device: ``cuda:LOCAL_RANK`` when CUDA is available (``LOCAL_RANK`` is set by torchrun, so
+    the processes of one machine use its GPUs in turn; 0 without it), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` checked against this machine (:func:`default_device` for None), or a :class:`ConfigError`."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}") from err
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: this machine has no CUDA device; use cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(
+                f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif dev.type != "cpu":
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    return dev

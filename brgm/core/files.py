@@ -1,9 +1,15 @@
-"""Atomic file placement shared by everything brgm writes in place (weights, checkpoints)."""
+"""Atomic file placement shared by everything brgm writes in place (weights, checkpoints, run outputs)."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def publish(tmp: str | Path, dest: str | Path) -> None:
@@ -14,3 +20,35 @@ def publish(tmp: str | Path, dest: str | Path) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, dest)
+
+
+@contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``dest`` to write to; it replaces ``dest`` (:func:`publish`) when the block
+    ends normally and is removed when it raises, so ``dest`` is never seen half-written."""
+    dest = Path(dest)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        publish(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, so that it serialises as valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(dest: str | Path, value: Any) -> None:
+    """Write ``value`` to ``dest`` atomically as indented, valid JSON (non-finite floats become null)."""
+    text = json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n"
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from brgm.core import figures, io
+from brgm.core.files import atomic_path
 from brgm.core.operators import ForwardModel
 
 if TYPE_CHECKING:
@@ -101,7 +102,8 @@ def write_outputs(
     observed = observed_mask(problem.forward_model, (1, *recon.shape))
     if observed is not None:
         io.save(out / f"{name}_merged{ext}", torch.where(observed[0], y, recon), meta)
-    save_file({"ws": result.ws[index : index + 1].contiguous()}, out / f"{name}_latents.safetensors")
+    with atomic_path(out / f"{name}_latents.safetensors") as tmp:
+        save_file({"ws": result.ws[index : index + 1].contiguous()}, tmp)
 
     metrics: dict[str, dict[str, float]] = {}
     if truth is not None:
