@@ -3,7 +3,7 @@
 from brgm.train.augment import AdaptiveP, AugmentConfig, AugmentPipe
 from brgm.train.dataset import load_images
 from brgm.train.discriminator import Discriminator
-from brgm.train.loop import TrainConfig, Trainer
+from brgm.train.loop import TrainConfig, Trainer, TrainingDivergedError, TrainingInterrupted
 
 __all__ = [
     "AdaptiveP",
@@ -12,5 +12,7 @@ __all__ = [
     "Discriminator",
     "TrainConfig",
     "Trainer",
+    "TrainingDivergedError",
+    "TrainingInterrupted",
     "load_images",
 ]

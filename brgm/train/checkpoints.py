@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,22 @@ def list_checkpoints(directory: Path) -> list[Path]:
         return []
     found = [p for p in directory.iterdir() if _NAME.match(p.name)]
     return sorted(found, key=lambda p: p.name)
+
+
+def newest_intact(directory: Path) -> Path | None:
+    """The newest checkpoint in ``directory`` whose file is whole (None when there is none), with a warning
+    naming each newer one that is not (a write cut short by a full disk, or a file damaged since)."""
+    found = list_checkpoints(directory)
+    for path in reversed(found):
+        try:
+            _header(path)
+        except CheckpointError as err:
+            warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
+        else:
+            return path
+    if found:
+        raise CheckpointError(f"none of the {len(found)} checkpoints in {directory} is readable")
+    return None
 
 
 def save(

@@ -15,10 +15,14 @@ import copy
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 import warnings
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import attrs
@@ -26,7 +30,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from brgm.core.errors import ConfigError
+from brgm.core.errors import BrgmError, ConfigError
 from brgm.core.params import interval, one_of
 from brgm.plugins.generators.checkpoints import save_generator
 from brgm.plugins.generators.stylegan2 import StyleGAN2Generator
@@ -35,6 +39,43 @@ from brgm.train.augment import AdaptiveP, AugmentPipe
 from brgm.train.discriminator import Discriminator
 from brgm.train.grid import save_grid
 from brgm.train.losses import auto_r1_gamma, discriminator_loss, generator_loss, r1_penalty
+
+
+class TrainingDivergedError(BrgmError, FloatingPointError):
+    """The losses or weights of a run became NaN or infinite; nothing non-finite was written."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) stopped :meth:`Trainer.run` between two steps, after it checkpointed the run to ``path``."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        super().__init__(f"interrupted after step {step}; the run is saved in {path}")
+        self.step, self.path = step, path
+
+
+class _SigintLatch:
+    """While entered (in the main thread), the first SIGINT only sets ``raised``, so that the loop can stop after
+    the step under way with a checkpoint; a second one interrupts at once (the previous handler's behaviour)."""
+
+    def __enter__(self) -> _SigintLatch:
+        self.raised = False
+        self._installed = threading.current_thread() is threading.main_thread()
+        if self._installed:
+            # None: a handler installed outside Python, which cannot be restored; the default one stands in
+            self._previous = signal.signal(signal.SIGINT, self._handle) or signal.default_int_handler
+        return self
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        self.raised = True
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def __exit__(self, *_exc: object) -> None:
+        self._restore()
 
 
 def _power_of_two(_instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -283,8 +324,29 @@ class Trainer:
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_G": self.opt_G, "opt_D": self.opt_D}
 
+    def _kept_note(self) -> str:
+        found = checkpoints.list_checkpoints(self.checkpoint_dir)
+        return f"the last good checkpoint, {found[-1]}, is kept" if found else "no checkpoint was written"
+
+    def _require_finite(self, modules: Mapping[str, torch.nn.Module]) -> None:
+        """Raise :class:`TrainingDivergedError` if a floating-point tensor of ``modules`` is NaN or infinite."""
+        bad = [
+            f"{name}.{key}"
+            for name, module in modules.items()
+            for key, value in module.state_dict().items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())
+        ]
+        if bad:
+            raise TrainingDivergedError(
+                f"training diverged: after step {self.step}, {len(bad)} tensor(s) hold NaN or infinite values "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); nothing was written and "
+                + self._kept_note()
+            )
+
     def save_checkpoint(self) -> Path:
-        """Write the whole run state atomically; keep the newest ``keep_checkpoints``; write a sample grid."""
+        """Write the whole run state atomically; keep the newest ``keep_checkpoints``; write a sample grid.
+        Refuses (:class:`TrainingDivergedError`) a state with non-finite weights."""
+        self._require_finite(self._modules())
         path = checkpoints.checkpoint_path(self.checkpoint_dir, self.step)
         meta = {
             "config": attrs.asdict(self.config),
@@ -325,15 +387,23 @@ class Trainer:
     def resume(
         cls, path: Path, images: torch.Tensor, out: Path, *, device: str = "cpu", **changes: Any
     ) -> Trainer:
-        """A trainer restored from checkpoint ``path`` with the run's own configuration; ``changes`` may set the
-        fields that only steer what comes next: the run's length ``kimg``, the ADA speed ``ada_kimg`` and the
-        checkpoint schedule (``checkpoint_steps``, ``checkpoint_minutes``, ``keep_checkpoints``)."""
+        """A trainer restored from checkpoint ``path`` with the run's own configuration; ``changes`` may restate
+        any of its fields with the run's value, and change those that only steer what comes next: the run's length
+        ``kimg``, the ADA speed ``ada_kimg`` and the checkpoint schedule (``checkpoint_steps``,
+        ``checkpoint_minutes``, ``keep_checkpoints``)."""
         allowed = {"kimg", "ada_kimg", "checkpoint_steps", "checkpoint_minutes", "keep_checkpoints"}
-        if set(changes) - allowed:
-            raise ConfigError(
-                f"a resumed run can only change {sorted(allowed)}, not {sorted(set(changes) - allowed)}"
+        saved = checkpoints.read_meta(path)["config"]
+        other = {
+            key: value
+            for key, value in changes.items()
+            if key not in allowed and (key not in saved or saved[key] != value)
+        }
+        if other:
+            given = ", ".join(
+                f"{key}={value!r} (the run's: {saved.get(key)!r})" for key, value in other.items()
             )
-        config = attrs.evolve(TrainConfig(**checkpoints.read_meta(path)["config"]), **changes)
+            raise ConfigError(f"a resumed run can only change {sorted(allowed)}, not {given}")
+        config = attrs.evolve(TrainConfig(**saved), **changes)
         trainer = cls(config, images, out, device=device)
         trainer.load_checkpoint(path)
         return trainer
@@ -345,7 +415,8 @@ class Trainer:
         save_grid(self.G_ema.synthesis(ws, "const"), path)
 
     def export(self) -> Path:
-        """Write the EMA generator in brgm's format to ``out/generator.safetensors``."""
+        """Write the EMA generator in brgm's format to ``out/generator.safetensors`` (if its weights are finite)."""
+        self._require_finite({"G_ema": self.G_ema})
         path = self.out / "generator.safetensors"
         save_generator(self.G_ema, path)
         return path
@@ -361,7 +432,11 @@ class Trainer:
     ) -> Path:
         """Train to ``kimg``, checkpointing every ``checkpoint_steps`` steps or ``checkpoint_minutes`` minutes,
         then export the EMA generator. Returns the exported file. ``max_minutes`` stops earlier (with a checkpoint
-        and the export); :meth:`resume` continues such a run."""
+        and the export); :meth:`resume` continues such a run.
+
+        SIGINT (Ctrl-C) stops it after the step under way with a checkpoint and :class:`TrainingInterrupted`
+        (a second SIGINT interrupts at once). Losses or weights that become NaN or infinite stop it with
+        :class:`TrainingDivergedError`, naming the step, before anything non-finite is written."""
         cfg = self.config
         deadline = math.inf if max_minutes is None else time.monotonic() + max_minutes * 60
         console = console or Console()
@@ -379,8 +454,9 @@ class Trainer:
             TextColumn("{task.fields[stats]}"),
         )
         window_start, window_nimg, last_checkpoint = time.monotonic(), self.nimg, time.monotonic()
-        last_text, text = -math.inf, ""
-        with Progress(*columns, console=console, disable=not progress) as bar:
+        last_read, text = -math.inf, ""
+        first_bad = torch.full((), -1, device=self.device)  # the first step whose losses were not finite
+        with _SigintLatch() as sigint, Progress(*columns, console=console, disable=not progress) as bar:
             task = bar.add_task(
                 "train", total=cfg.total_steps, completed=self.step, kimg=self.nimg / 1000, stats=""
             )
@@ -389,16 +465,23 @@ class Trainer:
                 tick = time.monotonic()
                 stats = self.train_step()
                 self.train_seconds += time.monotonic() - tick
+                losses = torch.stack([v for v in stats.values() if isinstance(v, torch.Tensor)])
+                first_bad = torch.where((first_bad < 0) & ~losses.isfinite().all(), self.step, first_bad)
                 minutes = cfg.checkpoint_minutes
                 due = self.step % cfg.checkpoint_steps == 0 or (
                     minutes is not None and time.monotonic() - last_checkpoint >= minutes * 60
                 )
-                stop = time.monotonic() >= deadline
+                stop = time.monotonic() >= deadline or sigint.raised
                 final = due or stop or self.step == cfg.total_steps
                 # reading the losses waits for the device: twice a second, and at checkpoints
-                if progress and (final or time.monotonic() - last_text >= self.TEXT_SECONDS):
+                if final or time.monotonic() - last_read >= self.TEXT_SECONDS:
+                    if (bad := int(first_bad)) >= 0:
+                        raise TrainingDivergedError(
+                            f"training diverged: the losses became NaN or infinite at step {bad}; "
+                            + self._kept_note()
+                        )
                     text = self._stats_text(stats)
-                    last_text = time.monotonic()
+                    last_read = time.monotonic()
                 bar.update(task, completed=self.step, kimg=self.nimg / 1000, stats=text)
                 if final:
                     now = time.monotonic()
@@ -416,4 +499,6 @@ class Trainer:
                     )
                     window_start, window_nimg = time.monotonic(), self.nimg
                     last_checkpoint = window_start
+        if sigint.raised and self.step < cfg.total_steps:
+            raise TrainingInterrupted(self.step, checkpoints.checkpoint_path(self.checkpoint_dir, self.step))
         return self.export()
