@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import brgm
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.generator import Generator
 from brgm.core.plugins import registry
@@ -208,3 +209,62 @@ def test_priors_are_registered_through_the_hook() -> None:
         assert component.obj is cls
         assert component.plugin == "brgm.plugins.priors"
         assert component.description and "\n" not in component.description
+
+
+# --- noise_reg in a reconstruction: the noise inputs are unknowns --------------------------------------------
+
+SMALL = {"resolution": 16, "channel_base": 256, "channel_max": 16, "z_dim": 16, "w_dim": 16}
+
+
+@pytest.mark.parametrize("gen", ["stylegan2", "stylegan3d"])
+def test_given_noise_inputs_are_the_constant_ones_and_checked(gen: str) -> None:
+    params = (
+        SMALL
+        if gen == "stylegan2"
+        else {"base_shape": (2, 3, 2), "resolution": 8, "fmaps": 8, "z_dim": 8, "w_dim": 8}
+    )
+    G = brgm.load_generator(gen, **params)
+    with torch.no_grad():
+        for layer in G.synthesis_network.noise_layers():
+            layer.noise_strength.fill_(0.5)  # a random network adds no noise otherwise
+        ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)))
+        noises = G.noise_inputs(2)
+        assert [tuple(n.shape[:2]) for n in noises] == [(2, 1)] * len(noises) and noises
+        torch.testing.assert_close(
+            G.synthesis(ws, noises=noises), G.synthesis(ws, noise_mode="const"), rtol=0, atol=0
+        )
+        assert not torch.equal(G.synthesis(ws, noises=[n + 1 for n in noises]), G.synthesis(ws))
+        with pytest.raises(ShapeError, match="noises must have shapes"):
+            G.synthesis(ws, noises=noises[:-1])
+
+
+def test_noise_reg_optimises_the_noise_inputs_normalised_and_returns_them() -> None:
+    G = brgm.load_generator("stylegan2", **SMALL)
+    with torch.no_grad():
+        for layer in G.synthesis_network.noise_layers():
+            layer.noise_strength.fill_(0.5)
+    problem = brgm.compose(
+        gen=G, fwd="downsample", priors=["gaussian", "noise_reg"], device="cpu", **{"fwd.factor": 2}
+    )
+    assert problem.optimises_noise
+    with torch.no_grad():
+        y = problem.forward_model(problem.image(Latents(ws=G.mapping(torch.randn(1, 16)))))
+    result = brgm.reconstruct(problem, y, steps=15, seed=0)
+    history = result.history
+    assert torch.isfinite(history["total"]).all() and (history["prior.noise_reg"] > 0).all()
+    assert history["total"][-1, 0] < history["total"][0, 0]
+    plain = brgm.reconstruct(
+        brgm.compose(gen=G, fwd="downsample", device="cpu", **{"fwd.factor": 2}), y, steps=15
+    )
+    assert not torch.equal(result.image, plain.image)  # the noise moved
+    for noise in result.noises:
+        torch.testing.assert_close(noise.mean(dim=(1, 2, 3)), torch.zeros(1), rtol=0, atol=1e-6)
+        torch.testing.assert_close(noise.square().mean(dim=(1, 2, 3)), torch.ones(1), rtol=0, atol=1e-5)
+    with torch.no_grad():
+        again = problem.image(Latents(ws=result.ws, noises=result.noises)).clamp(0, 1)
+    torch.testing.assert_close(again, result.image, rtol=0, atol=1e-6)
+
+
+def test_noise_reg_needs_a_generator_with_noise_inputs() -> None:
+    with pytest.raises(ConfigError, match="generator TinyGenerator has none; remove noise_reg"):
+        brgm.compose(gen="tiny", fwd="test_scale", priors=["noise_reg"], device="cpu")

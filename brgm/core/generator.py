@@ -8,7 +8,7 @@ images ``[N, C, H, W]`` and 3 for volumes ``[N, C, D, H, W]``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -59,9 +59,25 @@ class Generator(nn.Module):
         """``z [N, z_dim]`` -> ``ws [N, num_ws, w_dim]``; truncation moves ws towards ``w_avg`` by ``psi``."""
         raise NotImplementedError
 
-    def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
-        """``ws [N, num_ws, w_dim]`` -> ``x [N, img_channels, *img_shape]`` in [-1, 1]."""
+    def synthesis(
+        self,
+        ws: torch.Tensor,
+        noise_mode: NoiseMode = "const",
+        *,
+        noises: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``ws [N, num_ws, w_dim]`` -> ``x [N, img_channels, *img_shape]`` in [-1, 1].
+
+        ``noises``, when given, replaces the noise inputs (``noise_mode`` is then ignored): one ``[N, 1, *shape]``
+        map per input, as :meth:`noise_inputs` lists them. Generators without noise inputs accept none.
+        """
         raise NotImplementedError
+
+    def noise_inputs(self, n: int) -> list[torch.Tensor]:
+        """The generator's constant noise inputs as ``n`` copies ``[n, 1, *shape]`` each, in the order
+        :meth:`synthesis` takes ``noises`` (a solver's starting point when it optimises them); [] without
+        noise inputs (the default)."""
+        return []
 
     def w_stats(self, n: int = 10000, seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean of ``w`` ``[w_dim]`` and BRGM's scalar std (RMS distance of samples from the mean), from ``n``

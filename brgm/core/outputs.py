@@ -67,7 +67,8 @@ def write_outputs(
       (:func:`brgm.core.io.fit_to_grid`), the reconstruction resampled back onto the input's grid and affine;
     - ``{name}_measurement.EXT`` (``.npy`` for complex k-space);
     - ``{name}_merged.EXT`` for inpainting: the observed pixels of the measurement, the reconstruction elsewhere;
-    - ``{name}_latents.safetensors``: ``ws [1, num_ws, w_dim]``;
+    - ``{name}_latents.safetensors``: ``ws [1, num_ws, w_dim]``, and ``noise.0``, ``noise.1``, ... ``[1, 1, *shape]``
+      when the noise inputs were optimised (``G.synthesis(ws, noises=[noise.0, ...])`` renders the recon);
     - ``{name}_comparison.png`` (see :func:`brgm.core.figures.comparison_figure`) and ``{name}_energy.png``.
 
     Args:
@@ -102,8 +103,11 @@ def write_outputs(
     observed = observed_mask(problem.forward_model, (1, *recon.shape))
     if observed is not None:
         io.save(out / f"{name}_merged{ext}", torch.where(observed[0], y, recon), meta)
+    latents = {"ws": result.ws[index : index + 1]}
+    for i, noise in enumerate(result.noises or []):
+        latents[f"noise.{i}"] = noise[index : index + 1]
     with atomic_path(out / f"{name}_latents.safetensors") as tmp:
-        save_file({"ws": result.ws[index : index + 1].contiguous()}, tmp)
+        save_file({key: t.contiguous() for key, t in latents.items()}, tmp)
 
     metrics: dict[str, dict[str, float]] = {}
     if truth is not None:

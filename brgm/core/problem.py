@@ -86,9 +86,17 @@ class Problem:
             )
         return y
 
+    @property
+    def optimises_noise(self) -> bool:
+        """Whether the generator's noise inputs are unknowns too (a prior on them was selected)."""
+        return any(prior.needs_noise for prior in self.priors)
+
     def image(self, latents: Latents) -> torch.Tensor:
         """Intensity images ``[N, C, *spatial]`` in [0, 1] (not clamped, so gradients are exact)."""
-        x = self.generator.synthesis(latents.ws, noise_mode="const")
+        if latents.noises is None:
+            x = self.generator.synthesis(latents.ws, noise_mode="const")
+        else:
+            x = self.generator.synthesis(latents.ws, noises=latents.noises)
         return (x.float() + 1.0) * 0.5
 
     def terms(self) -> dict[str, Term]:

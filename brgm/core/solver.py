@@ -82,6 +82,8 @@ class Result:
         baseline: the forward model's naive inverse of the measurement, ``[N, C, *spatial]`` (clamped to [0, 1]).
         history: per-step energies ``[steps, N]`` by term name, with ``"total"`` and ``"lr"`` (``[steps]``).
         diverged: ``[N]`` bool, True where the energy ended far above where it started (see :func:`diverged`).
+        noises: the optimised noise inputs (``[N, 1, *shape]`` each) when the problem optimises them, else None;
+            ``G.synthesis(ws, noises=noises)`` renders ``image`` again.
     """
 
     image: torch.Tensor
@@ -89,6 +91,7 @@ class Result:
     baseline: torch.Tensor
     history: dict[str, torch.Tensor]
     diverged: torch.Tensor
+    noises: list[torch.Tensor] | None = None
 
 
 #: a solve diverged when its final energy exceeds its first by more than this many times the first's magnitude
@@ -156,7 +159,7 @@ class MAPSolver(Solver):
         cfg = self.config
         y = problem.check_measurement(y).to(problem.device)
         generator = torch.Generator().manual_seed(seed)
-        images, latents, histories = [], [], []
+        images, latents, histories, noises = [], [], [], []
         memory = problem.generator.memory_options(
             checkpoint=cfg.checkpoint, autocast_dtype=AUTOCAST_DTYPES[cfg.autocast]
         )
@@ -164,9 +167,10 @@ class MAPSolver(Solver):
             for start in range(0, y.shape[0], cfg.batch_size):
                 chunk = y[start : start + cfg.batch_size]
                 ws0 = self.initial_latents(problem, chunk.shape[0], generator)
-                image, ws, history = self._solve_chunk(problem, chunk, ws0, progress)
+                image, chunk_latents, history = self._solve_chunk(problem, chunk, ws0, progress)
                 images.append(image)
-                latents.append(ws)
+                latents.append(chunk_latents.ws)
+                noises.append(chunk_latents.noises)
                 histories.append(history)
         history = {k: torch.cat([h[k] for h in histories], dim=1) for k in histories[0] if k != "lr"}
         history["lr"] = histories[0]["lr"]
@@ -185,16 +189,27 @@ class MAPSolver(Solver):
                 stacklevel=2,
             )
         return Result(
-            image=torch.cat(images), ws=torch.cat(latents), baseline=baseline, history=history, diverged=flags
+            image=torch.cat(images),
+            ws=torch.cat(latents),
+            baseline=baseline,
+            history=history,
+            diverged=flags,
+            noises=None if noises[0] is None else [torch.cat(maps) for maps in zip(*noises, strict=True)],
         )
 
     def _solve_chunk(
         self, problem: Problem, y: torch.Tensor, ws0: torch.Tensor, progress: Progress | None
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, Latents, dict[str, torch.Tensor]]:
+        """Solve one batch: the images ``[n, C, *spatial]``, the final latents and the history (on the CPU)."""
         cfg = self.config
         ws = ws0.clone().requires_grad_(True)
-        latents = Latents(ws=ws)
-        optimizer = torch.optim.Adam([ws], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        noises = None
+        if problem.optimises_noise:
+            noises = [
+                n.to(problem.device).requires_grad_(True) for n in problem.generator.noise_inputs(len(y))
+            ]
+        latents = Latents(ws=ws, noises=noises)
+        optimizer = torch.optim.Adam([ws, *(noises or [])], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
         names = [*problem.terms(), "total"]
         record = torch.empty(len(names), cfg.steps, y.shape[0], dtype=torch.float64)
         lrs = torch.empty(cfg.steps, dtype=torch.float64)
@@ -215,15 +230,30 @@ class MAPSolver(Solver):
             optimizer.zero_grad(set_to_none=True)
             total.sum().backward()
             optimizer.step()
+            if noises is not None:
+                normalise_noises(noises)
             if progress is not None:
                 progress(
                     step + 1, cfg.steps, {n: float(e.sum()) for n, e in zip(names, energies, strict=True)}
                 )
         with torch.no_grad():
-            image = problem.image(Latents(ws=ws)).clamp(0, 1).float().cpu()
+            image = problem.image(latents).clamp(0, 1).float().cpu()
         history = {name: record[i] for i, name in enumerate(names)}
         history["lr"] = lrs
-        return image, ws.detach().cpu(), history
+        final = Latents(
+            ws=ws.detach().cpu(), noises=None if noises is None else [n.detach().cpu() for n in noises]
+        )
+        return image, final, history
+
+
+@torch.no_grad()
+def normalise_noises(noises: list[torch.Tensor]) -> None:
+    """Shift and scale each item's noise maps ``[N, 1, *shape]`` in place to zero mean and unit variance (the
+    projector's rule, which keeps optimised noise from absorbing image content through its scale)."""
+    for noise in noises:
+        dims = tuple(range(1, noise.ndim))
+        noise.sub_(noise.mean(dim=dims, keepdim=True))
+        noise.mul_(noise.square().mean(dim=dims, keepdim=True).rsqrt())
 
 
 def reconstruct(

@@ -24,7 +24,8 @@ class Latents:
 
     Attributes:
         ws: W+ latents ``[N, num_ws, w_dim]``.
-        noises: optional per-sample noise inputs of the generator (optimised with ``noise_reg``), or None.
+        noises: the generator's noise inputs ``[N, 1, *shape]`` (see ``Generator.noise_inputs``) when the
+            solver optimises them (a prior with ``needs_noise``, such as ``noise_reg``), else None.
     """
 
     ws: torch.Tensor
@@ -55,6 +56,9 @@ class Likelihood(Term):
 @attrs.define(kw_only=True, eq=False)
 class Prior(Term):
     """An energy ``E(w)`` on the latents."""
+
+    #: True for priors on the generator's noise inputs: the solver then optimises them with ``ws``
+    needs_noise: ClassVar[bool] = False
 
     def energy(self, latents: Latents) -> torch.Tensor:
         """Latents of a batch of N -> unweighted energy ``[N]``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 import torch
@@ -11,6 +11,10 @@ import torch.nn.functional as F
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.params import interval
 from brgm.core.terms import Latents, Prior
+
+if TYPE_CHECKING:
+    from brgm.core.generator import Generator
+    from brgm.core.operators import ForwardModel
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -21,18 +25,27 @@ class NoiseRegPrior(Prior):
     then 2×-average-pooled copies until the smallest side is ≤ 8), the energy adds, for every spatial axis,
     ``mean(v · roll(v, 1, axis))²`` per sample. White noise scores near 0; spatially correlated maps (the
     generator hiding image content in its noise) score high. The default weight is the projector's 1e5.
-    The latents must carry noise maps: a solver that optimises only ``ws`` cannot use this prior.
+    Selecting it makes the solver optimise the generator's noise inputs with ``ws`` (as BRGM-TF and the
+    projector do), starting from the generator's constant noise and renormalised to zero mean and unit
+    variance after every step.
     """
 
     name: ClassVar[str] = "noise_reg"
+    needs_noise: ClassVar[bool] = True
     weight: float = attrs.field(default=1e5, converter=float, validator=interval(0.0))
+
+    def bind(self, generator: Generator, forward_model: ForwardModel) -> None:
+        if not generator.noise_inputs(1):
+            raise ConfigError(
+                f"prior noise_reg regularises noise inputs, but generator {type(generator).__name__} has none; "
+                "remove noise_reg from prior="
+            )
 
     def energy(self, latents: Latents) -> torch.Tensor:
         """Latents with ``noises`` (a list of ``[N, 1, *spatial]`` maps) -> ``[N]``, non-negative."""
         if not latents.noises:
             raise ConfigError(
-                "prior noise_reg needs the generator's noise maps in the latents, but the solver optimises only "
-                "ws; remove noise_reg from prior= or use a solver that optimises noise maps"
+                "prior noise_reg needs the generator's noise maps in the latents, which have none"
             )
         total = latents.ws.new_zeros(latents.ws.shape[0])
         for noise in latents.noises:

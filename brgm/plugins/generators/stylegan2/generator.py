@@ -166,16 +166,28 @@ class StyleGAN2Generator(Generator):
         return self.mapping_network(z, truncation_psi, truncation_cutoff)
 
     def synthesis(
-        self, ws: torch.Tensor, noise_mode: NoiseMode = "const", *, generator: torch.Generator | None = None
+        self,
+        ws: torch.Tensor,
+        noise_mode: NoiseMode = "const",
+        *,
+        noises: Sequence[torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         return self.synthesis_network(
             ws,
             noise_mode,
+            noises=noises,
             generator=generator,
             fused=self.fused_modconv,
             checkpoint=self.checkpoint,
             autocast_dtype=self.autocast_dtype,
         )
+
+    def noise_inputs(self, n: int) -> list[torch.Tensor]:
+        return [
+            layer.noise_const.expand(n, 1, *layer.shape).clone()
+            for layer in self.synthesis_network.noise_layers()
+        ]
 
     @torch.no_grad()
     def w_stats(self, n: int = 10000, seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ the default ``base_shape`` (4, 4) that is NVIDIA's ``res × res``. 3D-StyleGAN's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.utils.checkpoint
@@ -151,18 +151,24 @@ class SynthesisNetwork(nn.Module):
     def blocks(self) -> list[SynthesisBlock]:
         return [self._modules[f"b{res}"] for res in self.block_resolutions]
 
+    def noise_layers(self) -> list[SynthesisLayer]:
+        """The layers that add noise, in the order ``forward`` takes ``noises``."""
+        return [layer for block in self.blocks() for layer in block.convs if layer.use_noise]
+
     def forward(
         self,
         ws: torch.Tensor,
         noise_mode: NoiseMode = "const",
         *,
+        noises: Sequence[torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
         fused: bool = False,
         checkpoint: bool = False,
         autocast_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         """Render ``ws`` (cast to the parameters' dtype). ``noise_mode``: the stored ``noise_const`` buffers,
-        fresh Gaussian noise (from ``generator``), or none. ``checkpoint`` recomputes each block's activations
+        fresh Gaussian noise (from ``generator``), or none; ``noises`` (one ``[N, 1, *shape]`` map per layer of
+        :meth:`noise_layers`) replaces them all. ``checkpoint`` recomputes each block's activations
         during the backward pass instead of storing them; ``autocast_dtype`` (``torch.bfloat16`` or
         ``torch.float16``) runs the blocks under autocast. Returns the image in the parameters' dtype."""
         if noise_mode not in Generator.noise_modes:
@@ -174,11 +180,17 @@ class SynthesisNetwork(nn.Module):
         dtype = self.b4.conv1.weight.dtype
         ws = ws.to(dtype)
         batch = ws.shape[0]
+        given = self._check_noises(noises, batch) if noises is not None else None
         x = img = None
         w_idx = 0
         with torch.autocast(ws.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             for block in self.blocks():
-                noises = [layer.noise_input(noise_mode, batch, generator) for layer in block.convs]
+                block_noises = [
+                    next(given)
+                    if given is not None and layer.use_noise
+                    else layer.noise_input(noise_mode, batch, generator)
+                    for layer in block.convs
+                ]
                 block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
                 if checkpoint and torch.is_grad_enabled():
                     x, img = torch.utils.checkpoint.checkpoint(
@@ -186,12 +198,20 @@ class SynthesisNetwork(nn.Module):
                         x,
                         img,
                         block_ws,
-                        noises,
+                        block_noises,
                         fused=fused,
                         use_reentrant=False,
                         preserve_rng_state=False,
                     )
                 else:
-                    x, img = block(x, img, block_ws, noises, fused=fused)
+                    x, img = block(x, img, block_ws, block_noises, fused=fused)
                 w_idx += block.num_conv
         return img.to(dtype)
+
+    def _check_noises(self, noises: Sequence[torch.Tensor], batch: int) -> Iterator[torch.Tensor]:
+        """An iterator over ``noises`` after checking them against :meth:`noise_layers`' shapes."""
+        expected = [(batch, 1, *layer.shape) for layer in self.noise_layers()]
+        shapes = [tuple(n.shape) for n in noises]
+        if shapes != expected:
+            raise ShapeError(f"noises must have shapes {expected}, got {shapes}")
+        return iter(noises)
