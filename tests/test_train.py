@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +29,8 @@ from brgm.train import (
     Discriminator,
     TrainConfig,
     Trainer,
+    TrainingDivergedError,
+    TrainingInterrupted,
     checkpoints,
     load_images,
 )
@@ -381,20 +389,42 @@ def test_config_validation():
 # -------------------------------------------------------------------------------------------------- CLI
 
 
-@pytest.fixture
+# tiny_config's networks as options of brgm train
+TINY_CLI = ["--batch", "4", "--z-dim", "8", "--w-dim", "8", "--channel-base", "64", "--channel-max", "16"]
+TINY_CLI += ["--threads", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
 def cli() -> typer.Typer:
     app = typer.Typer()
     app.command()(train_command)
     return app
 
 
+def save_npz(images: torch.Tensor, path: Path) -> Path:
+    """``images`` in [-1, 1] as brgm train's data file."""
+    np.savez(path, images=((images.numpy() + 1) / 2).astype(np.float32))
+    return path
+
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())
+
+
 def test_cli_trains_resumes_and_refuses_to_overwrite(cli, images, tmp_path):
-    data = tmp_path / "data.npz"
-    np.savez(data, images=((images.numpy() + 1) / 2).astype(np.float32))
+    data = save_npz(images, tmp_path / "data.npz")
     out = tmp_path / "run"
-    args = ["--data", str(data), "--out", str(out), "--resolution", "16", "--batch", "4", "--z-dim", "8"]
-    args += ["--w-dim", "8", "--channel-base", "64", "--channel-max", "16", "--checkpoint-steps", "2"]
-    args += ["--threads", "1", "--no-progress"]
+    args = [
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--resolution",
+        "16",
+        *TINY_CLI,
+        "--checkpoint-steps",
+        "2",
+    ]
     runner = CliRunner()
     result = runner.invoke(cli, [*args, "--kimg", "0.008"])
     assert result.exit_code == 0, result.output
@@ -438,3 +468,189 @@ def test_load_images_checks_the_file(tmp_path):
     good = tmp_path / "train.npz"
     np.savez(good, images=np.zeros((2, 1, 8, 8), np.float32))
     assert load_images(tmp_path).min() == -1.0  # a folder means its train.npz; [0, 1] becomes [-1, 1]
+
+
+# ------------------------------------------------------------------------------------------- robustness
+
+
+def test_non_finite_weights_are_never_written(images, tmp_path):
+    trainer = Trainer(tiny_config(), images, tmp_path)
+    trainer.train_step()
+    with torch.no_grad():
+        trainer.G_ema.synthesis_network.b16.conv1.weight[0, 0] = math.nan
+    with pytest.raises(
+        TrainingDivergedError, match=r"after step 1, 1 tensor\(s\) hold NaN .*G_ema\.synthesis"
+    ):
+        trainer.save_checkpoint()
+    with pytest.raises(TrainingDivergedError, match="no checkpoint was written"):
+        trainer.export()
+    assert not list(tmp_path.rglob("*.safetensors"))
+
+
+def test_losses_becoming_non_finite_stop_the_run_at_their_step_keeping_the_last_good_checkpoint(
+    images, tmp_path, monkeypatch
+):
+    trainer = Trainer(tiny_config(), images, tmp_path)
+    step = trainer.train_step
+
+    def blow_up() -> dict:
+        if trainer.step == 2:  # the third step's G update makes G infinite, and its D loss NaN
+            trainer.opt_G.param_groups[0]["lr"] = math.inf
+        return step()
+
+    monkeypatch.setattr(trainer, "train_step", blow_up)
+    kept = trainer.checkpoint_dir / "step-00000002.safetensors"
+    with pytest.raises(
+        TrainingDivergedError, match=rf"NaN or infinite at step 3; the last good checkpoint, {kept},"
+    ):
+        trainer.run(progress=False)
+    assert checkpoints.list_checkpoints(trainer.checkpoint_dir) == [kept]
+    assert not (tmp_path / "generator.safetensors").exists()
+
+
+def test_sigint_checkpoints_after_the_step_under_way_and_the_resumed_run_repeats_the_uninterrupted_one(
+    images, tmp_path, monkeypatch
+):
+    full = Trainer(tiny_config(), images, tmp_path / "full")
+    full.run(progress=False)
+    trainer = Trainer(tiny_config(), images, tmp_path / "stopped")
+    step = trainer.train_step
+
+    def interrupted() -> dict:
+        if trainer.step == 2:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the third step
+        return step()
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        trainer.run(progress=False)
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert isinstance(stop.value, TrainingInterrupted) and stop.value.step == 3
+    assert stop.value.path == trainer.checkpoint_dir / "step-00000003.safetensors"
+    assert checkpoints.list_checkpoints(trainer.checkpoint_dir)[-1] == stop.value.path
+    assert not (tmp_path / "stopped" / "generator.safetensors").exists()
+
+    resumed = Trainer.resume(stop.value.path, images, tmp_path / "stopped")
+    resumed.run(progress=False)
+    expected, got = states(full), states(resumed)
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_ctrl_c_stops_brgm_train_with_a_checkpoint_and_says_how_to_resume(images, tmp_path):
+    data = save_npz(images, tmp_path / "data.npz")
+    out = tmp_path / "run"
+    args = [
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--resolution",
+        "16",
+        *TINY_CLI,
+        "--checkpoint-steps",
+        "1",
+    ]
+    code = "import typer; from brgm.cli.train import train; app = typer.Typer(); app.command()(train); app()"
+    process = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline and not (out / "checkpoints").is_dir():
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    newest = checkpoints.list_checkpoints(out / "checkpoints")[-1]
+    step = checkpoints.read_meta(newest)["step"]
+    assert f"interrupted: step {step} is saved in {newest}; continue" in one_line(stderr)
+    assert f"brgm train --data {data} --out {out} --resume" in one_line(stderr)
+    assert not (out / "generator.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("text", "is not a .npz file"),
+        ("truncated", "is not a .npz file (a zip archive), or it was cut short"),
+        ("objects", "Object arrays cannot be loaded"),
+        ("nan", "3 of 2560 image values are not finite"),
+        ("--lr=inf", "--lr must be a positive finite number, got inf"),
+        ("--threads=0", "--threads must be at least 1, got 0"),
+    ],
+)
+def test_cli_refuses_bad_data_and_arguments_in_one_line(cli, images, tmp_path, case, message):
+    data = save_npz(images, tmp_path / "data.npz")
+    options = []
+    if case == "text":
+        data.write_text("images = [[0.5]]\n")
+    elif case == "truncated":
+        data.write_bytes(data.read_bytes()[:-100])
+    elif case == "objects":
+        np.savez(data, images=np.array([np.zeros((1, 16, 16)), "a"], dtype=object))
+    elif case == "nan":
+        poisoned = images.clone()
+        poisoned[0, 0, 0, :3] = math.nan
+        save_npz(poisoned, data)
+    else:
+        options = [case]
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--out", str(out), "--resolution", "16", *TINY_CLI, "--kimg", "0.004"]
+    result = CliRunner().invoke(cli, [*args, *options])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.startswith("error:") and len(result.output.strip().splitlines()) == 1, result.output
+    assert message in result.output
+    assert not (out / "checkpoints").exists() and not (out / "generator.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def finished_run(cli, images, tmp_path_factory) -> tuple[Path, Path]:
+    """A CLI run of 4 steps with checkpoints at steps 2 and 4, and its data."""
+    root = tmp_path_factory.mktemp("finished")
+    data, out = save_npz(images, root / "data.npz"), root / "run"
+    args = [
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--resolution",
+        "16",
+        *TINY_CLI,
+        "--checkpoint-steps",
+        "2",
+    ]
+    result = CliRunner().invoke(cli, [*args, "--kimg", "0.016"])
+    assert result.exit_code == 0, result.output
+    return data, out
+
+
+def test_cli_resume_takes_every_setting_from_the_run(cli, finished_run, tmp_path):
+    data, run = finished_run
+    out = shutil.copytree(run, tmp_path / "run")
+    args = ["--data", str(data), "--out", str(out), "--resume", "--threads", "1", "--no-progress"]
+    result = CliRunner().invoke(cli, [*args, "--kimg", "0.024"])
+    assert result.exit_code == 0, result.output
+    assert "at step 4" in result.output and "step 6" in result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["resolution"], saved["batch"], saved["z_dim"], saved["checkpoint_steps"]) == (16, 4, 8, 2)
+    changed = CliRunner().invoke(cli, [*args, "--batch", "8"])
+    assert changed.exit_code == 2 and "can only change" in changed.output
+    assert "batch=8 (the run's: 4)" in one_line(changed.output)
+
+
+def test_cli_resume_falls_back_from_a_truncated_newest_checkpoint(cli, finished_run, tmp_path):
+    data, run = finished_run
+    out = shutil.copytree(run, tmp_path / "run")
+    newest = out / "checkpoints" / "step-00000004.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-100])
+    args = ["--data", str(data), "--out", str(out), "--resolution", "16", *TINY_CLI, "--resume"]
+    result = CliRunner().invoke(cli, [*args, "--kimg", "0.024"])
+    assert result.exit_code == 0, result.output
+    text = one_line(result.output)
+    assert f"warning: cannot read training checkpoint {newest}" in text
+    assert f"resuming {out / 'checkpoints' / 'step-00000002.safetensors'} at step 2" in text
+    names = [p.name for p in checkpoints.list_checkpoints(out / "checkpoints")]
+    assert names == ["step-00000004.safetensors", "step-00000006.safetensors"]
+    assert checkpoints.read_meta(newest)["step"] == 4  # rewritten whole
