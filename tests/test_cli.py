@@ -148,3 +148,18 @@ def test_every_output_gets_the_same_permissions(tmp_path) -> None:
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()}
     assert len(set(modes.values())) == 1, modes
     assert "x_latents.safetensors" in modes
+
+
+@pytest.mark.parametrize(
+    ("fwd", "message"),
+    [
+        ("kspace+kspace", "'kspace' takes real images, but 'kspace' before it measures complex k-space"),
+        ("kspace+blur", "apply 'blur' first (fwd=blur+kspace)"),
+    ],
+)
+def test_a_chain_after_kspace_is_a_configuration_error(tmp_path, fwd: str, message: str) -> None:
+    image = tmp_path / "x.npy"
+    np.save(image, np.zeros((8, 8), dtype=np.float32))
+    result = invoke("compose", "gen=tiny", f"fwd={fwd}", "--input", str(image), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())

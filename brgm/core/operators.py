@@ -19,7 +19,7 @@ import attrs
 import torch
 from attrs.exceptions import FrozenInstanceError
 
-from brgm.core.errors import ShapeError
+from brgm.core.errors import ConfigError, ShapeError
 
 M = TypeVar("M", bound="ForwardModel")
 
@@ -165,6 +165,17 @@ class Chain(LinearForwardModel):
             raise ShapeError("a chain needs at least one forward model")
         self.ops = tuple(flat)
         self.name = "+".join(op.name for op in self.ops)
+        for before, op in zip(self.ops, self.ops[1:], strict=False):
+            if before.complex_output and not op.is_noise:  # only noise models take complex measurements
+                hint = (
+                    ""
+                    if op.name == before.name
+                    else f"; apply {op.name!r} first (fwd={op.name}+{before.name})"
+                )
+                raise ConfigError(
+                    f"fwd={self.name} does not compose: {op.name!r} takes real images, but {before.name!r} "
+                    f"before it measures complex k-space{hint}"
+                )
         self.supported_dims = tuple(set.intersection(*(set(op.supported_dims) for op in self.ops)))
         self.complex_output = any(op.complex_output for op in self.ops)
 
