@@ -455,7 +455,7 @@ def test_cli_trains_resumes_and_refuses_to_overwrite(cli, images, tmp_path):
     wrong = runner.invoke(cli, [*args, "--resolution", "32", "--out", str(tmp_path / "other")])
     assert wrong.exit_code == 2 and "16×16" in wrong.output
     wrong = runner.invoke(cli, [*args, "--device", "tpu", "--out", str(tmp_path / "other")])
-    assert wrong.exit_code == 2 and "--device" in wrong.output
+    assert wrong.exit_code == 2 and "device must be cpu, cuda or cuda:N, got 'tpu'" in wrong.output
 
 
 def test_load_images_checks_the_file(tmp_path):

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from brgm.cli.console import console, fail
 from brgm.cli.simulate import simulate
 from brgm.cli.train import train
 from brgm.cli.weights import app as weights_app
@@ -25,9 +25,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-err_console = Console(stderr=True)
-console = Console()
-
 OverridesArg = Annotated[
     list[str] | None,
     typer.Argument(
@@ -37,12 +34,6 @@ OverridesArg = Annotated[
         show_default=False,
     ),
 ]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``message`` on stderr and return the Exit to raise (status 2 for usage and configuration errors)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 @app.command()

@@ -18,13 +18,11 @@ from typing import Annotated, Any
 
 import torch
 import typer
-from rich.console import Console
 
+from brgm.cli.console import console, fail
 from brgm.core import figures, io
 from brgm.core.errors import BrgmError, ConfigError, ImageFileError
 from brgm.core.files import write_json
-
-console = Console()
 
 
 def parse_size(text: str, spatial_dims: int) -> tuple[int, ...]:
@@ -76,7 +74,6 @@ def simulate(
     ] = None,
 ) -> None:
     """Make a measurement from a clean image or volume: y = fwd(x), with the chain's noise drawn from --seed."""
-    from brgm.cli.app import fail
     from brgm.core.config import build_forward_model, describe_component, parse_tokens
     from brgm.core.params import check_seed
 

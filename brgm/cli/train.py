@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from brgm.cli.console import err_console, fail
+from brgm.core.compose import resolve_device
 from brgm.core.errors import BrgmError
 
 if TYPE_CHECKING:
     from brgm.train import Trainer
-
-err_console = Console(stderr=True)
 
 
 def train(
@@ -136,14 +135,11 @@ def train(
     }
     settings = {key: value for key, value in given.items() if value is not None}
     try:
-        if device != "cpu" and not device.startswith("cuda"):
-            raise _fail(f"--device must be cpu, cuda or cuda:N, got {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise _fail(f"--device {device}: no CUDA device is available")
+        device = str(resolve_device(device))
         if lr is not None and not (math.isfinite(lr) and lr > 0):
-            raise _fail(f"--lr must be a positive finite number, got {lr}")
+            raise fail(f"--lr must be a positive finite number, got {lr}")
         if threads is not None and threads < 1:
-            raise _fail(f"--threads must be at least 1, got {threads}")
+            raise fail(f"--threads must be at least 1, got {threads}")
         # every step has the same shapes: let cuDNN pick its fastest convolutions once
         torch.backends.cudnn.benchmark = device.startswith("cuda")
         if threads is not None:
@@ -159,9 +155,9 @@ def train(
         )
         raise typer.Exit(130) from None
     except TrainingDivergedError as err:
-        raise _fail(str(err), code=1) from None
+        raise fail(str(err), code=1) from None
     except BrgmError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     err_console.print(f"EMA generator: {path}")
 
 
@@ -171,7 +167,7 @@ def _start(data: Path, out: Path, device: str, settings: dict[str, Any]) -> Trai
     from brgm.train.checkpoints import list_checkpoints
 
     if list_checkpoints(out / "checkpoints"):
-        raise _fail(
+        raise fail(
             f"{out} already holds a training run; pass --resume to continue it or choose another --out"
         )
     settings = {"resolution": 64, **settings}
@@ -188,7 +184,7 @@ def _resume(data: Path, out: Path, device: str, settings: dict[str, Any]) -> Tra
         warnings.simplefilter("always")
         path = newest_intact(out / "checkpoints")
         if path is None:
-            raise _fail(f"--resume: no checkpoint in {out / 'checkpoints'}")
+            raise fail(f"--resume: no checkpoint in {out / 'checkpoints'}")
         trainer = Trainer.resume(
             path, load_images(data, settings.get("resolution")), out, device=device, **settings
         )
@@ -200,8 +196,3 @@ def _resume(data: Path, out: Path, device: str, settings: dict[str, Any]) -> Tra
         soft_wrap=True,
     )
     return trainer
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
