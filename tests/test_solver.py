@@ -195,3 +195,16 @@ def test_a_diverging_solve_is_flagged_and_warned(problem) -> None:
     assert result.diverged.tolist() == [True, True]
     calm = brgm.reconstruct(problem, y, steps=20)
     assert calm.diverged.tolist() == [False, False]
+
+
+def test_an_item_gives_the_same_result_alone_or_anywhere_in_a_batch(problem) -> None:
+    y = measurement(problem, 3)
+    seeds = [11, 12, 13]
+    batch = brgm.reconstruct(problem, y, steps=8, seeds=seeds, init_jitter=0.5)
+    for order in ([2, 0, 1], [1]):
+        again = brgm.reconstruct(problem, y[order], steps=8, seeds=[seeds[i] for i in order], init_jitter=0.5)
+        torch.testing.assert_close(again.ws, batch.ws[order], rtol=1e-5, atol=1e-6)
+    other = brgm.reconstruct(problem, y, steps=8, seeds=[11, 99, 13], init_jitter=0.5)
+    assert not torch.allclose(other.ws[1], batch.ws[1]) and torch.allclose(other.ws[0], batch.ws[0])
+    with pytest.raises(ShapeError, match=r"got 2 seed\(s\) for a batch of 3"):
+        brgm.reconstruct(problem, y, steps=2, seeds=[1, 2])

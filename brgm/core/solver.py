@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 import torch
 
-from brgm.core.errors import DivergenceWarning, NonFiniteEnergyError
+from brgm.core.errors import DivergenceWarning, NonFiniteEnergyError, ShapeError
 from brgm.core.generator import AUTOCAST_DTYPES
 from brgm.core.params import build, check_seed, interval, one_of, to_tuple
 from brgm.core.problem import Problem
@@ -133,8 +133,9 @@ class Solver:
     """Minimises a problem's energy for a batch of measurements."""
 
     def solve(
-        self, problem: Problem, y: torch.Tensor, *, seed: int = 0, progress: Progress | None = None
+        self, problem: Problem, y: torch.Tensor, *, seeds: Sequence[int], progress: Progress | None = None
     ) -> Result:
+        """``y [N, *measurement]`` and one seed per item (its only source of randomness) -> the result."""
         raise NotImplementedError
 
 
@@ -144,21 +145,24 @@ class MAPSolver(Solver):
 
     config: SolverConfig = attrs.field(factory=SolverConfig)
 
-    def initial_latents(self, problem: Problem, n: int, generator: torch.Generator) -> torch.Tensor:
+    def initial_latents(self, problem: Problem, seeds: Sequence[int]) -> torch.Tensor:
+        """``[len(seeds), num_ws, w_dim]``: the mean ``w`` tiled, plus each item's jitter drawn from its seed."""
         G = problem.generator
         mean, std = G.w_stats()
-        ws = mean.to(problem.device, torch.float32).reshape(1, 1, -1).repeat(n, G.num_ws, 1)
+        ws = mean.to(problem.device, torch.float32).reshape(1, 1, -1).repeat(len(seeds), G.num_ws, 1)
         if self.config.init_jitter > 0:
-            jitter = torch.randn(n, 1, 1, generator=generator) * (self.config.init_jitter * float(std))
+            draws = [torch.randn(1, 1, generator=torch.Generator().manual_seed(s)) for s in seeds]
+            jitter = torch.stack(draws) * (self.config.init_jitter * float(std))
             ws = ws + jitter.to(ws.device)
         return ws
 
     def solve(
-        self, problem: Problem, y: torch.Tensor, *, seed: int = 0, progress: Progress | None = None
+        self, problem: Problem, y: torch.Tensor, *, seeds: Sequence[int], progress: Progress | None = None
     ) -> Result:
         cfg = self.config
         y = problem.check_measurement(y).to(problem.device)
-        generator = torch.Generator().manual_seed(seed)
+        if len(seeds) != y.shape[0]:
+            raise ShapeError(f"got {len(seeds)} seed(s) for a batch of {y.shape[0]} measurement(s)")
         images, latents, histories, noises = [], [], [], []
         memory = problem.generator.memory_options(
             checkpoint=cfg.checkpoint, autocast_dtype=AUTOCAST_DTYPES[cfg.autocast]
@@ -166,7 +170,7 @@ class MAPSolver(Solver):
         with memory:
             for start in range(0, y.shape[0], cfg.batch_size):
                 chunk = y[start : start + cfg.batch_size]
-                ws0 = self.initial_latents(problem, chunk.shape[0], generator)
+                ws0 = self.initial_latents(problem, seeds[start : start + cfg.batch_size])
                 image, chunk_latents, history = self._solve_chunk(problem, chunk, ws0, progress)
                 images.append(image)
                 latents.append(chunk_latents.ws)
@@ -262,6 +266,7 @@ def reconstruct(
     *,
     steps: int | None = None,
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     progress: Progress | None = None,
     **solver_options: object,
 ) -> Result:
@@ -269,12 +274,15 @@ def reconstruct(
 
     ``y`` may be a tensor or a numpy array. ``steps`` and ``solver_options`` (any :class:`SolverConfig` field,
     values or their text) override the problem's solver settings; an unknown option, a bad value or an
-    out-of-range ``seed`` (an integer in [0, 2**63 − 1]) is a :class:`~brgm.core.errors.ConfigError`. The same
-    ``seed`` gives the same result.
+    out-of-range seed (an integer in [0, 2**63 − 1]) is a :class:`~brgm.core.errors.ConfigError`. Every item's
+    randomness comes from its own seed: ``seeds`` (one per item) or else ``seed`` for all, so an item gives the
+    same result alone or at any position of any batch.
     """
     base = problem.solver if isinstance(problem.solver, SolverConfig) else SolverConfig()
     changes = dict(solver_options)
     if steps is not None:
         changes["steps"] = steps
     config = build(SolverConfig, {**attrs.asdict(base, recurse=False), **changes}, "solver")
-    return MAPSolver(config).solve(problem, y, seed=check_seed(seed), progress=progress)
+    y = problem.check_measurement(y)
+    seeds = [check_seed(s) for s in (seeds if seeds is not None else [seed] * y.shape[0])]
+    return MAPSolver(config).solve(problem, y, seeds=seeds, progress=progress)
