@@ -42,7 +42,7 @@ def test_outputs_of_one_item_are_exact_in_npy(tmp_path, inpainting):
     problem, truth, y, result = inpainting
     np.save(tmp_path / "in.npy", truth[1].numpy())
     meta = io.load(tmp_path / "in.npy").meta
-    metrics = write_outputs(
+    written = write_outputs(
         tmp_path / "out",
         name="b",
         problem=problem,
@@ -52,16 +52,21 @@ def test_outputs_of_one_item_are_exact_in_npy(tmp_path, inpainting):
         meta=meta,
         truth=truth,
     )
+    metrics = written.metrics
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "b_baseline.npy",
-        "b_comparison.png",
-        "b_energy.png",
-        "b_latents.safetensors",
-        "b_measurement.npy",
-        "b_merged.npy",
-        "b_recon.npy",
-    ]
+    assert (
+        sorted(p.name for p in out.iterdir())
+        == sorted(p.name for p in written.files)
+        == [
+            "b_baseline.npy",
+            "b_comparison.png",
+            "b_energy.png",
+            "b_latents.safetensors",
+            "b_measurement.npy",
+            "b_merged.npy",
+            "b_recon.npy",
+        ]
+    )
     recon = result.image[1]
     np.testing.assert_array_equal(np.load(out / "b_recon.npy"), recon.numpy())
     np.testing.assert_array_equal(np.load(out / "b_baseline.npy"), result.baseline[1].clamp(0, 1).numpy())
@@ -86,9 +91,10 @@ def test_outputs_in_png_without_truth(tmp_path, inpainting):
     problem, truth, y, result = inpainting
     Image.fromarray((truth[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "in.png")
     meta = io.load(tmp_path / "in.png").meta
-    metrics = write_outputs(
+    written = write_outputs(
         tmp_path, name="a", problem=problem, measurement=y[0], result=result, index=0, meta=meta
     )
+    metrics = written.metrics
     assert metrics == {}
     recon = io.load(tmp_path / "a_recon.png").data[0]
     assert float((recon - result.image[0]).abs().max()) <= 0.5 / 255 + 1e-7
@@ -105,7 +111,7 @@ def test_volume_outputs_are_written_on_both_grids(tmp_path):
     assert report.startswith("resampled 16×16×16 → 8×8×8 (trilinear)")
     y = problem.forward_model(truth)
     result = brgm.reconstruct(problem, y, steps=2, seed=0)
-    metrics = write_outputs(
+    written = write_outputs(
         tmp_path / "out",
         name="t1",
         problem=problem,
@@ -115,6 +121,7 @@ def test_volume_outputs_are_written_on_both_grids(tmp_path):
         meta=meta,
         truth=truth,
     )
+    metrics = written.metrics
     out = tmp_path / "out"
     assert {"t1_recon.nii.gz", "t1_recon_input_grid.nii.gz", "t1_measurement.npy"} <= {
         p.name for p in out.iterdir()

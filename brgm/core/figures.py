@@ -21,8 +21,16 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from brgm.core.files import atomic_path
+
 PANEL_INCHES = 2.6
 VIEWS_3D = ("axial", "coronal", "sagittal")
+
+
+def save_figure(fig: Figure, path: str | Path) -> None:
+    """Write ``fig`` as a PNG at 100 dpi, atomically (see :func:`brgm.core.files.atomic_path`)."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def _as_array(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -84,7 +92,7 @@ def _grid(
                 ax.set_ylabel(VIEWS_3D[row], fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     return path
 
 
@@ -159,5 +167,5 @@ def energy_figure(path: str | Path, history: Mapping[str, torch.Tensor], index: 
         lr_axis.set_ylabel("learning rate (dashed)", color="0.4")
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(Path(path), dpi=100)
+    save_figure(fig, path)
     return Path(path)

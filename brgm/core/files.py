@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,17 +24,38 @@ def publish(tmp: str | Path, dest: str | Path) -> None:
 
 
 @contextmanager
-def atomic_path(dest: str | Path) -> Iterator[Path]:
+def atomic_path(dest: str | Path, *, suffix: str = "") -> Iterator[Path]:
     """A temporary path beside ``dest`` to write to; it replaces ``dest`` (:func:`publish`) when the block
-    ends normally and is removed when it raises, so ``dest`` is never seen half-written."""
+    ends normally and is removed when it raises, so ``dest`` is never seen half-written (a full disk, a
+    crash). The temporary name ends with ``suffix`` for writers that pick the format from it."""
     dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=f".part{suffix}")
     os.close(fd)
     try:
         yield Path(tmp)
         publish(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_directory(dest: str | Path) -> Iterator[Path]:
+    """Like :func:`atomic_path` for a directory of files (a DICOM series): a new directory beside ``dest`` that
+    takes its place when the block ends normally (an earlier ``dest`` is removed) and is removed otherwise."""
+    dest = Path(dest)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        old = dest.with_name(f"{tmp.name}.old")
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def json_safe(value: Any) -> Any:

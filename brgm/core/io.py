@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from brgm.core.errors import ImageFileError
+from brgm.core.files import atomic_directory, atomic_path
 from brgm.core.formats import arrays, dicom, nifti, raster
 from brgm.core.formats.meta import GridFit, Intensity, Meta, missing_to_background
 from brgm.core.grid import back_to_input_grid, fit_to_grid, regrid
@@ -151,6 +152,8 @@ def save(path: str | Path, x: torch.Tensor | np.ndarray, meta: Meta) -> Path:
 
     ``x`` may be on another grid than ``meta`` (a downsampled measurement): it is taken to cover the same field
     of view, and the written affine and voxel sizes say so. Complex data goes to ``.npy`` or ``.pt`` only.
+    The file (or series directory) appears atomically: it is written under a temporary name beside ``path``
+    and renamed, so a failed write (a full disk) leaves no partial file and an earlier file intact.
     Returns the path written.
     """
     path = Path(path)
@@ -165,21 +168,24 @@ def save(path: str | Path, x: torch.Tensor | np.ndarray, meta: Meta) -> Path:
         )
     if np.iscomplexobj(array) and fmt not in ("npy", "pt"):
         raise ImageFileError(f"{path}: complex data (k-space) can only be written to .npy or .pt")
-    if fmt in ("npy", "pt"):
-        arrays.write(path, array, fmt)
+    if fmt not in ("npy", "pt"):
+        if meta.intensity is None:
+            raise ImageFileError(
+                f"{path}: {meta.path} holds complex data; image outputs need an image input's meta"
+            )
+        if tuple(array.shape[1:]) != meta.spatial_shape and array.ndim - 1 == meta.spatial_dims:
+            meta = regrid(meta, array.shape[1:])
+    if fmt == "dicom-series":
+        with atomic_directory(path) as tmp:
+            dicom.write_series(tmp, array, meta)
         return path
-    if meta.intensity is None:
-        raise ImageFileError(
-            f"{path}: {meta.path} holds complex data; image outputs need an image input's meta"
-        )
-    if tuple(array.shape[1:]) != meta.spatial_shape and array.ndim - 1 == meta.spatial_dims:
-        meta = regrid(meta, array.shape[1:])
-    if fmt in raster.PIL_FORMATS:
-        raster.write(path, array, meta, fmt)
-    elif fmt == "dicom":
-        dicom.write_file(path, array, meta)
-    elif fmt == "dicom-series":
-        dicom.write_series(path, array, meta)
-    else:
-        nifti.write(path, array, meta)
+    with atomic_path(path, suffix=suffix) as tmp:
+        if fmt in ("npy", "pt"):
+            arrays.write(tmp, array, fmt)
+        elif fmt in raster.PIL_FORMATS:
+            raster.write(tmp, array, meta, fmt)
+        elif fmt == "dicom":
+            dicom.write_file(tmp, array, meta)
+        else:
+            nifti.write(tmp, array, meta)
     return path

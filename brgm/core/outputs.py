@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import attrs
 import torch
 from safetensors.torch import save_file
 
@@ -46,6 +47,20 @@ def item_metrics(image: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     return {name: float(getattr(metrics, name)(pred, target)[0]) for name in METRICS}
 
 
+@attrs.frozen
+class Outputs:
+    """What :func:`write_outputs` wrote for one item.
+
+    Attributes:
+        files: the paths written (a DICOM series is one directory).
+        metrics: ``{"recon": {"psnr", "ssim", "rmse", "nmse"}, "baseline": {...}}`` against the truth (floats;
+            PSNR in dB), or ``{}`` without a truth.
+    """
+
+    files: list[Path]
+    metrics: dict[str, dict[str, float]]
+
+
 def write_outputs(
     out_dir: str | Path,
     *,
@@ -56,7 +71,7 @@ def write_outputs(
     index: int,
     meta: io.Meta,
     truth: torch.Tensor | None = None,
-) -> dict[str, dict[str, float]]:
+) -> Outputs:
     """Write the outputs of item ``index`` of ``result`` into ``out_dir`` and return its metrics.
 
     Files (``EXT`` is the input's format, from ``meta``; a DICOM series is a directory):
@@ -84,8 +99,8 @@ def write_outputs(
             grid, in [0, 1]; enables the metrics and the truth and error columns.
 
     Returns:
-        ``{"recon": {"psnr", "ssim", "rmse", "nmse"}, "baseline": {...}}`` against ``truth`` (floats; PSNR in dB),
-        or ``{}`` without a truth.
+        The files written and the metrics against ``truth`` (see :class:`Outputs`). Every file is written
+        atomically (a temporary name, then a rename).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,27 +109,31 @@ def write_outputs(
     y = _item(measurement.detach().cpu(), index, len(problem.measurement_shape))
     ext = io.output_suffix(meta)
 
-    io.save(out / f"{name}_recon{ext}", recon, meta)
-    io.save(out / f"{name}_baseline{ext}", baseline, meta)
-    io.save(out / f"{name}_measurement{io.output_suffix(meta, is_complex=y.is_complex())}", y, meta)
+    files = [
+        io.save(out / f"{name}_recon{ext}", recon, meta),
+        io.save(out / f"{name}_baseline{ext}", baseline, meta),
+        io.save(out / f"{name}_measurement{io.output_suffix(meta, is_complex=y.is_complex())}", y, meta),
+    ]
     if meta.fit is not None and meta.spatial_dims == 3:
         native, source = io.back_to_input_grid(recon[None], meta)
-        io.save(out / f"{name}_recon_input_grid{io.output_suffix(source)}", native[0], source)
+        files.append(io.save(out / f"{name}_recon_input_grid{io.output_suffix(source)}", native[0], source))
     observed = observed_mask(problem.forward_model, (1, *recon.shape))
     if observed is not None:
-        io.save(out / f"{name}_merged{ext}", torch.where(observed[0], y, recon), meta)
+        files.append(io.save(out / f"{name}_merged{ext}", torch.where(observed[0], y, recon), meta))
     latents = {"ws": result.ws[index : index + 1]}
     for i, noise in enumerate(result.noises or []):
         latents[f"noise.{i}"] = noise[index : index + 1]
-    with atomic_path(out / f"{name}_latents.safetensors") as tmp:
+    files.append(out / f"{name}_latents.safetensors")
+    with atomic_path(files[-1]) as tmp:
         save_file({key: t.contiguous() for key, t in latents.items()}, tmp)
 
     metrics: dict[str, dict[str, float]] = {}
     if truth is not None:
         target = _item(truth.detach().cpu(), index, recon.ndim).to(recon.dtype)
         metrics = {"recon": item_metrics(recon, target), "baseline": item_metrics(baseline, target)}
+    files.append(out / f"{name}_comparison.png")
     figures.comparison_figure(
-        out / f"{name}_comparison.png",
+        files[-1],
         measurement=y,
         baseline=baseline,
         recon=recon,
@@ -122,5 +141,5 @@ def write_outputs(
         metrics=metrics,
         title=f"{name}: {problem.forward_model.name}",
     )
-    figures.energy_figure(out / f"{name}_energy.png", result.history, index)
-    return metrics
+    files.append(figures.energy_figure(out / f"{name}_energy.png", result.history, index))
+    return Outputs(files=files, metrics=metrics)

@@ -35,7 +35,9 @@ def read(path: Path, fmt: str) -> tuple[np.ndarray, Meta]:
     """``[C, *spatial]`` float32 intensities or complex64 k-space, and its :class:`Meta`."""
     try:
         if fmt == "npy":
-            array = np.load(path, allow_pickle=False)
+            # memory-mapped first: a header that promises more data than the file holds fails here, before
+            # anything is allocated
+            array = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
         else:
             tensor = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(tensor, torch.Tensor):
@@ -45,8 +47,16 @@ def read(path: Path, fmt: str) -> tuple[np.ndarray, Meta]:
             array = tensor.detach().resolve_conj().numpy()
     except (ValueError, OSError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise ImageFileError(f"{path}: not a readable .{fmt} array ({err})") from None
+    return decode(array, path, fmt)
+
+
+def decode(array: np.ndarray, path: Path, fmt: str = "npy") -> tuple[np.ndarray, Meta]:
+    """An array in brgm's layout (see the module docstring) as ``[C, *spatial]`` float32 intensities or complex64
+    k-space, and its :class:`Meta` (``path`` names it in messages and outputs)."""
     if array.dtype.kind not in "biufc":
         raise ImageFileError(f"{path}: arrays of {array.dtype} are not images (numbers or complex expected)")
+    if array.size == 0:
+        raise ImageFileError(f"{path}: the array of shape {list(array.shape)} is empty")
     data = _channels_first(array, path)
     is_complex = data.dtype.kind == "c"
     meta = Meta(
