@@ -145,9 +145,10 @@ def test_every_output_gets_the_same_permissions(tmp_path) -> None:
     np.save(image, np.random.default_rng(0).random((8, 8), dtype=np.float32))
     result = invoke(*BASE, "--steps", "2", "--input", str(image), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()}
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in files}
     assert len(set(modes.values())) == 1, modes
-    assert "x_latents.safetensors" in modes
+    assert {"out/x_latents.safetensors", "out/records/x.json", "out/metrics.json"} <= set(modes)
 
 
 @pytest.mark.parametrize(

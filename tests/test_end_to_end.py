@@ -121,7 +121,7 @@ def test_inputs_of_another_size_are_cropped_resized_and_reported(network, tmp_pa
         str(out),
     )
     assert result.exit_code == 0, result.output
-    notes = " ".join(json.loads((out / "config.json").read_text())["inputs"]["wide"])
+    notes = " ".join(json.loads((out / "records" / "wide.json").read_text())["notes"])
     assert "wide.png: centre-cropped 40×48 → 40×40 and resized to 32×32 (Lanczos)" in notes, notes
 
 

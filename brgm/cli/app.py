@@ -94,6 +94,13 @@ def compose(
             "--strict", help="Exit with status 1 when a solve diverged (always noted in metrics.json)."
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Redo items already finished in --out, and replace a run of another configuration there.",
+        ),
+    ] = False,
 ) -> None:
     """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s)."""
     from brgm.cli.run import run_compose
@@ -125,6 +132,7 @@ def compose(
             seed=seed,
             device=device,
             strict=strict,
+            overwrite=overwrite,
         )
     except BrgmError as err:
         raise fail(str(err)) from None
