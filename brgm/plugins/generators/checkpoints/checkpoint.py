@@ -14,12 +14,15 @@ format             content                                                     r
 =================  ==========================================================  ============================
 
 Every reader yields NVIDIA's constructor kwargs and state-dict keys, so one network class builds them all.
+Nothing is built from a checkpoint before its settings pass :mod:`.limits` and the network, built first on the
+``meta`` device (no memory), has exactly the file's tensor names and shapes.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import pickle
 from pathlib import Path
@@ -28,8 +31,14 @@ from typing import Any
 import attrs
 import torch
 
-from brgm.core.errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+from brgm.core.errors import CheckpointError, ConfigError, UnsafeCheckpointError, WeightsNotFoundError
 from brgm.core.generator import Generator
+from brgm.plugins.generators.checkpoints.limits import (
+    MAX_ELEMENTS,
+    brief_error,
+    brief_keys,
+    check_init_kwargs,
+)
 from brgm.plugins.generators.checkpoints.native import read_native, write_native
 from brgm.plugins.generators.checkpoints.nvidia import convert_nvidia, is_nvidia_pickle
 from brgm.plugins.generators.checkpoints.rosinality import convert_rosinality, is_rosinality
@@ -52,6 +61,14 @@ ACCEPTED = (
     "rosinality stylegan2-pytorch .pt checkpoints, NVIDIA-layout 3D state dicts and brgm .safetensors"
 )
 PathLike = str | os.PathLike[str]
+#: (format, test, converter) of the readers of unpickled and torch-loaded objects, in the order they are tried
+CONVERTERS = (
+    ("nvidia", is_nvidia_pickle, convert_nvidia),
+    ("tensorflow", is_tf3d_pickle, convert_tf3d),
+    ("tensorflow", is_tf_pickle, convert_tf),
+    ("rosinality", is_rosinality, convert_rosinality),
+    ("state_dict", is_state_dict, convert_state_dict),
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -116,24 +133,34 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
             obj = safe_load(f, str(path))
         if isinstance(obj, int) and obj == TORCH_LEGACY_MAGIC:
             obj = _torch_load(path)
-    for fmt, matches, convert in (
-        ("nvidia", is_nvidia_pickle, convert_nvidia),
-        ("tensorflow", is_tf3d_pickle, convert_tf3d),
-        ("tensorflow", is_tf_pickle, convert_tf),
-        ("rosinality", is_rosinality, convert_rosinality),
-        ("state_dict", is_state_dict, convert_state_dict),
-    ):
-        if matches(obj):
-            init_kwargs, state_dict = convert(obj, str(path))
-            return Checkpoint(
-                source=str(path),
-                format=fmt,
-                architecture="stylegan2",
-                init_kwargs=init_kwargs,
-                state_dict=state_dict,
-            )
+    try:
+        for fmt, matches, convert in CONVERTERS:
+            if matches(obj):
+                init_kwargs, state_dict = convert(obj, str(path))
+                return Checkpoint(
+                    source=str(path),
+                    format=fmt,
+                    architecture="stylegan2",
+                    init_kwargs=init_kwargs,
+                    state_dict=state_dict,
+                )
+    except CheckpointError:
+        raise
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        ArithmeticError,
+        RecursionError,
+    ) as err:
+        # the readers take the structure they expect; a file with other types in it ends here
+        raise CheckpointError(
+            f"{path}: a malformed checkpoint ({type(err).__name__}: {brief_error(err)})"
+        ) from err
     held = (
-        f"a dict with keys {sorted(map(str, obj))[:8]}"
+        f"a dict with keys {brief_keys(obj, sort=True)}"
         if isinstance(obj, dict)
         else f"a {type(obj).__name__}"
     )
@@ -169,22 +196,67 @@ def network_class(architecture: str) -> type[Generator]:
 
 
 def build_generator(checkpoint: Checkpoint) -> Generator:
-    """The network of ``checkpoint`` with its tensors loaded, on the CPU, in eval mode, gradients off."""
-    G = network_class(checkpoint.architecture)(**checkpoint.init_kwargs)
+    """The network of ``checkpoint`` with its tensors loaded, on the CPU, in eval mode, gradients off.
+
+    Its settings are checked against :mod:`.limits`, then the network is built on the ``meta`` device and its
+    state-dict names and shapes compared with the checkpoint's tensors: only then is it allocated."""
+    cls = network_class(checkpoint.architecture)
+    check_init_kwargs(checkpoint.init_kwargs, checkpoint.source)
+    with torch.device("meta"):
+        expected = _construct(cls, checkpoint).state_dict()
+    _check_fit(checkpoint, {key: tuple(t.shape) for key, t in expected.items()})
+    G = _construct(cls, checkpoint)
     state = dict(checkpoint.state_dict)
-    estimate_w_avg = "mapping.w_avg" in G.state_dict() and "mapping.w_avg" not in state
+    estimate_w_avg = "mapping.w_avg" in expected and "mapping.w_avg" not in state
     if estimate_w_avg:
         state["mapping.w_avg"] = G.state_dict()["mapping.w_avg"]
     try:
         G.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        detail = " ".join(str(err).split())
-        raise CheckpointError(
-            f"{checkpoint.source}: the {checkpoint.format} checkpoint does not fit its network ({detail})"
-        ) from err
+        raise CheckpointError(f"{_misfit(checkpoint)} ({brief_error(err)})") from err
     if estimate_w_avg:  # rosinality training checkpoints keep no latent_avg
         G.load_state_dict({"mapping.w_avg": G.w_stats()[0]}, strict=False)
     return G.eval().requires_grad_(False)
+
+
+def _construct(cls: type[Generator], checkpoint: Checkpoint) -> Generator:
+    try:
+        return cls(**checkpoint.init_kwargs)
+    except (ConfigError, TypeError, ValueError, ArithmeticError) as err:
+        raise CheckpointError(
+            f"{checkpoint.source}: the {checkpoint.format} checkpoint's configuration is invalid ({brief_error(err)})"
+        ) from err
+
+
+def _misfit(checkpoint: Checkpoint) -> str:
+    return f"{checkpoint.source}: the {checkpoint.format} checkpoint does not fit its network"
+
+
+def _fitting(shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """The tensor shapes ``load_state_dict`` puts into a parameter of ``shape`` (``[1]`` into a 0-d one)."""
+    return (shape, (1,)) if shape == () else (shape,)
+
+
+def _check_fit(checkpoint: Checkpoint, expected: dict[str, tuple[int, ...]]) -> None:
+    """A CheckpointError unless the tensors have the names and shapes ``expected`` (``mapping.w_avg`` may be
+    missing: it is then estimated) and the network holds at most :data:`~.limits.MAX_ELEMENTS` numbers."""
+    numbers = sum(math.prod(shape) for shape in expected.values())
+    if numbers > MAX_ELEMENTS:
+        raise CheckpointError(
+            f"{checkpoint.source}: the configured network has {numbers} numbers, over brgm's limit of {MAX_ELEMENTS}"
+        )
+    state = checkpoint.state_dict
+    problems = [
+        *(f"missing {key}" for key in expected if key not in state and key != "mapping.w_avg"),
+        *(f"unexpected {key}" for key in state if key not in expected),
+        *(
+            f"{key} is {list(state[key].shape)}, not {list(expected[key])}"
+            for key in expected
+            if key in state and tuple(state[key].shape) not in _fitting(expected[key])
+        ),
+    ]
+    if problems:
+        raise CheckpointError(f"{_misfit(checkpoint)} ({'; '.join(brief_keys(problems, width=120))})")
 
 
 def load_checkpoint(path: PathLike) -> Generator:

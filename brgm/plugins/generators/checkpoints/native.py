@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from brgm import __version__
 from brgm.core.errors import CheckpointError
 from brgm.core.files import publish
+from brgm.plugins.generators.checkpoints.limits import brief, brief_error
 
 FORMAT = "brgm-generator"
 VERSION = 1
@@ -74,13 +75,15 @@ def read_native(path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor
         )
     try:
         config = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: the '{METADATA_KEY}' metadata is not valid JSON ({err})") from err
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, too long an integer, too deep a nesting
+        raise CheckpointError(
+            f"{path}: the '{METADATA_KEY}' metadata is not valid JSON ({brief_error(err)})"
+        ) from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{path}: the '{METADATA_KEY}' metadata is not a {FORMAT} configuration")
     if not isinstance(config.get("version"), int) or config["version"] > VERSION:
         raise CheckpointError(
-            f"{path}: {FORMAT} version {config.get('version')!r}; this brgm reads versions up to {VERSION}"
+            f"{path}: {FORMAT} version {brief(config.get('version'))}; this brgm reads versions up to {VERSION}"
         )
     architecture, init_kwargs = config.get("architecture"), config.get("init_kwargs")
     if not isinstance(architecture, str) or not isinstance(init_kwargs, dict):

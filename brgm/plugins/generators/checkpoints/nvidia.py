@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from brgm.core.errors import CheckpointError
+from brgm.plugins.generators.checkpoints.limits import brief, brief_keys
 from brgm.plugins.generators.checkpoints.safe_pickle import PersistentObject
 
 GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
@@ -32,7 +33,7 @@ def convert_nvidia(obj: dict[str, Any], source: str) -> tuple[dict[str, Any], di
     g = obj.get("G_ema")
     if not isinstance(g, PersistentObject):
         raise CheckpointError(
-            f"{source}: an NVIDIA network pickle without a 'G_ema' generator (keys: {', '.join(map(str, obj))})"
+            f"{source}: an NVIDIA network pickle without a 'G_ema' generator (keys: {', '.join(brief_keys(obj))})"
         )
     if g.version != PERSISTENCE_VERSION:
         raise CheckpointError(
@@ -42,7 +43,7 @@ def convert_nvidia(obj: dict[str, Any], source: str) -> tuple[dict[str, Any], di
     synthesis = _child(g, "synthesis", source)
     if g.class_name != "Generator" or "b4" not in synthesis.state.get("_modules", {}):
         raise CheckpointError(
-            f"{source}: G_ema is a {g.class_name} with synthesis layers {list(synthesis.state.get('_modules', {}))}; "
+            f"{source}: G_ema is a {brief(g.class_name)} with synthesis layers {brief_keys(synthesis.state.get('_modules', {}))}; "
             "brgm reads StyleGAN2 generators (blocks b4, b8, ...), not StyleGAN3 (alias-free) ones"
         )
     return _init_kwargs(g, synthesis, source), dict(_tensors(g, "", source))
@@ -51,14 +52,14 @@ def convert_nvidia(obj: dict[str, Any], source: str) -> tuple[dict[str, Any], di
 def _child(module: PersistentObject, name: str, source: str) -> PersistentObject:
     child = module.state.get("_modules", {}).get(name)
     if not isinstance(child, PersistentObject):
-        raise CheckpointError(f"{source}: the {module.class_name} has no '{name}' sub-network")
+        raise CheckpointError(f"{source}: the {brief(module.class_name)} has no '{name}' sub-network")
     return child
 
 
 def _tensors(module: PersistentObject, prefix: str, source: str) -> Iterator[tuple[str, torch.Tensor]]:
     """``state_dict()`` order: own parameters, own persistent buffers, then each child's."""
     state = module.state
-    skipped = state.get("_non_persistent_buffers_set") or set()
+    skipped = set(state.get("_non_persistent_buffers_set") or ())
     own = [
         *state.get("_parameters", {}).items(),
         *((k, v) for k, v in state.get("_buffers", {}).items() if k not in skipped),
@@ -67,13 +68,17 @@ def _tensors(module: PersistentObject, prefix: str, source: str) -> Iterator[tup
         if tensor is None:
             continue
         if not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{source}: '{prefix}{name}' is a {type(tensor).__name__}, not a tensor")
+            raise CheckpointError(
+                f"{source}: '{prefix}{brief(name)}' is a {type(tensor).__name__}, not a tensor"
+            )
         yield prefix + name, tensor
     for name, child in state.get("_modules", {}).items():
         if child is None:
             continue
         if not isinstance(child, PersistentObject):
-            raise CheckpointError(f"{source}: sub-module '{prefix}{name}' is not a network of the pickle")
+            raise CheckpointError(
+                f"{source}: sub-module '{prefix}{brief(name)}' is not a network of the pickle"
+            )
         yield from _tensors(child, f"{prefix}{name}.", source)
 
 

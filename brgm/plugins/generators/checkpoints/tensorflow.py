@@ -25,6 +25,7 @@ from brgm.plugins.generators.checkpoints.layout import (
     noise_index,
     resample_filter,
 )
+from brgm.plugins.generators.checkpoints.limits import brief, brief_keys, check_init_kwargs
 from brgm.plugins.generators.checkpoints.nvidia import plain
 from brgm.plugins.generators.checkpoints.safe_pickle import TFNetwork
 
@@ -78,9 +79,10 @@ def convert_tf(
     gs = networks[2]
     if gs.version < 4:
         raise CheckpointError(
-            f"{source}: TensorFlow network pickle version {gs.version} (StyleGAN1?); brgm reads StyleGAN2 (>= 4)"
+            f"{source}: TensorFlow network pickle version {brief(gs.version)} (StyleGAN1?); brgm reads StyleGAN2 (>= 4)"
         )
     init_kwargs = tf_init_kwargs(plain(gs.static_kwargs), source)
+    check_init_kwargs(init_kwargs, source)
     variables = _collect(gs, "")
     variables.pop("lod", None)
     state: dict[str, torch.Tensor] = {}
@@ -90,7 +92,9 @@ def convert_tf(
         value = TRANSFORMS[transform](np.asarray(variables.pop(tf_name)))
         state[key] = torch.from_numpy(np.array(value, order="C"))  # a C-ordered copy; keeps 0-d scalars 0-d
     if variables:
-        raise CheckpointError(f"{source}: Gs has variables brgm cannot place: {', '.join(sorted(variables))}")
+        raise CheckpointError(
+            f"{source}: Gs has variables brgm cannot place: {', '.join(brief_keys(variables, sort=True))}"
+        )
     synthesis = init_kwargs["synthesis_kwargs"]
     for key in filter_keys(init_kwargs["img_resolution"], synthesis["architecture"]):
         state[key] = resample_filter(synthesis["resample_filter"])
@@ -106,7 +110,9 @@ def tf_init_kwargs(static_kwargs: dict[str, Any], source: str) -> dict[str, Any]
         )
     unknown = sorted(set(static_kwargs) - set(KWARGS) - IGNORED_KWARGS)
     if unknown:
-        raise CheckpointError(f"{source}: unknown TensorFlow generator kwarg(s) {', '.join(unknown)}")
+        raise CheckpointError(
+            f"{source}: unknown TensorFlow generator kwarg(s) {', '.join(brief_keys(unknown))}"
+        )
     out: dict[str, Any] = {"mapping_kwargs": {}, "synthesis_kwargs": {}}
     for tf_name, (section, name, default) in KWARGS.items():
         value = static_kwargs.get(tf_name, default)

@@ -31,6 +31,7 @@ import torch
 
 from brgm.core.errors import CheckpointError
 from brgm.plugins.generators.checkpoints.layout import block_resolutions, channel_config, filter_keys
+from brgm.plugins.generators.checkpoints.limits import brief, brief_keys, check_init_kwargs
 from brgm.plugins.generators.checkpoints.nvidia import plain
 from brgm.plugins.generators.checkpoints.safe_pickle import TFNetwork
 from brgm.plugins.generators.checkpoints.tensorflow import TRANSFORMS, _collect, _pairs, is_tf_pickle
@@ -71,7 +72,8 @@ TRANSFORMS_3D = {
 
 
 def _build_func(network: Any) -> str:
-    return str(network.state.get("build_func_name", "")) if isinstance(network, TFNetwork) else ""
+    name = network.state.get("build_func_name") if isinstance(network, TFNetwork) else None
+    return name if isinstance(name, str) else ""
 
 
 def is_tf3d_pickle(obj: Any) -> bool:
@@ -88,16 +90,19 @@ def convert_tf3d(
     """``(init_kwargs, state_dict)`` in NVIDIA's 3D layout from the ``Gs`` of a 3D-StyleGAN pickle."""
     gs = networks[2]
     if gs.version < 4:
-        raise CheckpointError(f"{source}: TensorFlow network pickle version {gs.version}; brgm reads >= 4")
+        raise CheckpointError(
+            f"{source}: TensorFlow network pickle version {brief(gs.version)}; brgm reads >= 4"
+        )
     for component, func in (("mapping", MAPPING_FUNC), ("synthesis", SYNTHESIS_FUNC)):
         found = _build_func(gs.components.get(component))
         if found != func:
             raise CheckpointError(
-                f"{source}: the {component} network is built by {found or 'nothing'!r}; brgm reads 3D-StyleGAN "
+                f"{source}: the {component} network is built by {brief(found or 'nothing')!r}; brgm reads 3D-StyleGAN "
                 f"generators built by {func!r} (the published 2mm_f96.pkl / 2mm_f128.pkl)"
             )
     static = plain(gs.static_kwargs)
     init_kwargs = tf3d_init_kwargs({k: static.get(k, v) for k, v in DEFAULTS.items()}, source)
+    check_init_kwargs(init_kwargs, source)
     resolutions = block_resolutions(init_kwargs["img_resolution"])
     scopes = {f"{r}x{r}": _scope(init_kwargs["base_shape"], r) for r in resolutions}
     variables = _collect(gs, "")
@@ -113,7 +118,9 @@ def convert_tf3d(
         value = TRANSFORMS_3D[transform](np.asarray(variables.pop(tf_name)))
         state[key] = torch.from_numpy(np.array(value, order="C"))
     if variables:
-        raise CheckpointError(f"{source}: Gs has variables brgm cannot place: {', '.join(sorted(variables))}")
+        raise CheckpointError(
+            f"{source}: Gs has variables brgm cannot place: {', '.join(brief_keys(variables, sort=True))}"
+        )
     taps = init_kwargs["synthesis_kwargs"]["resample_filter"]
     for key in filter_keys(init_kwargs["img_resolution"], "orig"):
         state[key] = setup_filter(taps, 3)
@@ -129,19 +136,21 @@ def _scope(base: list[int], resolution: int) -> str:
 def tf3d_init_kwargs(kwargs: dict[str, Any], source: str) -> dict[str, Any]:
     """``StyleGAN2Generator`` kwargs from the TF kwargs (every key of :data:`DEFAULTS`)."""
     if kwargs["label_size"]:
-        raise CheckpointError(f"{source}: a conditional 3D-StyleGAN (label_size {kwargs['label_size']})")
+        raise CheckpointError(
+            f"{source}: a conditional 3D-StyleGAN (label_size {brief(kwargs['label_size'])})"
+        )
     if not kwargs["normalize_latents"]:
         raise CheckpointError(f"{source}: normalize_latents=False; brgm's mapping always normalises z")
     if kwargs["architecture"] != "orig":
         raise CheckpointError(
-            f"{source}: a 3D-StyleGAN '{kwargs['architecture']}' generator; brgm reads 'orig' ones (every "
+            f"{source}: a 3D-StyleGAN '{brief(kwargs['architecture'])}' generator; brgm reads 'orig' ones (every "
             "published config): the TF 'skip' and 'resnet' paths up-sample by repeating voxels"
         )
     base = [int(b) for b in kwargs["base_size"]]
     top = int(kwargs["resolution"] / min(base) * 4)
     if len(base) != 3 or top < 4 or top & (top - 1):
         raise CheckpointError(
-            f"{source}: resolution {kwargs['resolution']} and base_size {base} give no 3D block layout "
+            f"{source}: resolution {brief(kwargs['resolution'])} and base_size {brief_keys(base)} give no 3D block layout "
             "(resolution / min(base_size) · 4 must be a power of two >= 4)"
         )
 
