@@ -99,11 +99,21 @@ def simulate(
         with torch.no_grad():
             y = operator.simulate(x, torch.Generator().manual_seed(seed))[0]
         base, suffix = output_base(out, input_path, meta, y.is_complex())
-        base.parent.mkdir(parents=True, exist_ok=True)
-        written = {"measurement": io.save(f"{base}{suffix}", y, meta)}
-        written["view"] = figures.picture(f"{base}_view.png", y, label=f"measurement: {operator.name}")
+        targets = {"measurement": Path(f"{base}{suffix}"), "view": Path(f"{base}_view.png")}
         if meta.fit is not None:
-            written["truth"] = io.save(f"{base}_truth{io.output_suffix(meta)}", x[0], meta)
+            targets["truth"] = Path(f"{base}_truth{io.output_suffix(meta)}")
+        targets["settings"] = Path(f"{base}.json")
+        source = input_path.resolve()
+        for target in targets.values():
+            if target.resolve() == source or source in target.resolve().parents:
+                raise ConfigError(
+                    f"--out {out}: writing {target} would overwrite the input; choose another --out"
+                )
+        base.parent.mkdir(parents=True, exist_ok=True)
+        written = {"measurement": io.save(targets["measurement"], y, meta)}
+        written["view"] = figures.picture(targets["view"], y, label=f"measurement: {operator.name}")
+        if "truth" in targets:
+            written["truth"] = io.save(targets["truth"], x[0], meta)
     except BrgmError as err:
         raise fail(str(err)) from None
     record: dict[str, Any] = {
@@ -115,7 +125,7 @@ def simulate(
         "measurement": {"shape": list(y.shape), "dtype": str(y.dtype).removeprefix("torch.")},
         "files": {key: str(path) for key, path in written.items()},
     }
-    written["settings"] = Path(f"{base}.json")
+    written["settings"] = targets["settings"]
     write_json(written["settings"], record)
     if report:
         console.print(f"[dim]{input_path.name}: {report}[/]", highlight=False, soft_wrap=True)

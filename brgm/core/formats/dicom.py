@@ -58,9 +58,14 @@ def _pixels(ds: Dataset, path: Path) -> np.ndarray:
             f"{path}: multi-frame DICOM ({frames} frames) is not supported; brgm reads single-frame files "
             "(a radiograph or a slice) and directories of slices (a series)"
         )
+    missing = [name for name in ("Rows", "Columns", "BitsAllocated", "BitsStored") if name not in ds]
+    if missing:
+        raise ImageFileError(
+            f"{path}: the DICOM image lacks {', '.join(missing)}, so its pixels cannot be read"
+        )
     try:
         return ds.pixel_array
-    except (NotImplementedError, RuntimeError, ValueError) as err:
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as err:
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
         raise ImageFileError(
             f"{path}: cannot decode its pixel data (transfer syntax {syntax}): {err}; installing pylibjpeg "
