@@ -122,7 +122,7 @@ def run(
     _claim(out, config, digest, overwrite)
     records = Records(out / RECORDS)
     sources = collect(inputs, truth=None if truth is None else Path(truth), exclude=records.written_files())
-    finished = {} if overwrite else {key for key, rec in records.all().items() if _done(rec, digest)}
+    finished = set() if overwrite else {key for key, rec in records.all().items() if _done(rec, digest)}
     todo = [s for s in sources if s.key not in finished]
     reporter.start(len(sources), len(sources) - len(todo))
     solved: list[str] = []
