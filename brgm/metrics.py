@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from brgm.core.errors import ShapeError
-from brgm.plugins.likelihoods.lpips_net import lpips_distance, lpips_network
+from brgm.core.lpips import lpips_distance, lpips_network
 
 __all__ = ["fastmri_psnr", "fastmri_ssim", "lpips", "nmse", "psnr", "rmse", "ssim"]
 

@@ -11,10 +11,10 @@ import torch
 import brgm
 from brgm.core.errors import CheckpointError, ConfigError, ShapeError, WeightsNotFoundError
 from brgm.core.generator import Generator
+from brgm.core.lpips import build_lpips, feature_length, lpips_network
 from brgm.core.operators import ForwardModel
 from brgm.core.plugins import registry
 from brgm.plugins.likelihoods.kspace import KSpaceLikelihood
-from brgm.plugins.likelihoods.lpips_net import build_lpips, feature_length, lpips_network
 from brgm.plugins.likelihoods.perceptual import PerceptualLikelihood, lpips_size
 from brgm.plugins.likelihoods.pixel import PixelLikelihood
 

@@ -118,7 +118,7 @@ def test_errors_name_the_problem() -> None:
 def test_lpips_follows_the_perceptual_backbone_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     pred, target = (torch.tensor(a, dtype=torch.float32) for a in pair((2, 1, 40, 40), seed=5))
     got = metrics.lpips(pred, target, net="alex", random_backbone_seed=0)
-    from brgm.plugins.likelihoods.lpips_net import lpips_network
+    from brgm.core.lpips import lpips_network
 
     want = lpips_network("alex", 0)(pred.repeat(1, 3, 1, 1), target.repeat(1, 3, 1, 1), normalize=True)
     assert torch.allclose(got, want.flatten(), rtol=1e-6)

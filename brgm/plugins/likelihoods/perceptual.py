@@ -11,10 +11,10 @@ from torch import nn
 
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.generator import Generator
+from brgm.core.lpips import NETS, feature_length, lpips_distance, lpips_network
 from brgm.core.operators import ForwardModel
 from brgm.core.params import interval, one_of
 from brgm.core.terms import Likelihood
-from brgm.plugins.likelihoods.lpips_net import NETS, feature_length, lpips_distance, lpips_network
 
 #: the side both BRGM references compare LPIPS at
 LPIPS_SIZE = 256
@@ -55,7 +55,7 @@ class PerceptualLikelihood(Likelihood):
 
     For complex measurements (k-space) it compares the forward model's naive inverses (their magnitudes if
     complex). Volumes are rejected. Backbone weights come from the torch hub cache and are never downloaded
-    (:mod:`brgm.plugins.likelihoods.lpips_net`); ``random_backbone_seed`` builds a seeded random backbone on
+    (:mod:`brgm.core.lpips`); ``random_backbone_seed`` builds a seeded random backbone on
     purpose, for tests only.
     """
 
