@@ -19,6 +19,7 @@ import attrs
 import torch
 from attrs.exceptions import FrozenInstanceError
 
+from brgm.core import noise_level
 from brgm.core.errors import ConfigError, ShapeError
 
 M = TypeVar("M", bound="ForwardModel")
@@ -70,6 +71,18 @@ class ForwardModel:
 
     #: what :meth:`forward` puts in the entries it does not measure (see :meth:`measured`)
     unmeasured_value: float = 0.0
+
+    @property
+    def noise_sigma(self) -> float | None:
+        """The standard deviation of the Gaussian measurement noise the model composes (per real and imaginary
+        part for complex data): the single source of the noise level likelihoods read; None when no Gaussian
+        noise model is composed (the level is then estimated from the measurement, see :meth:`estimate_sigma`)."""
+        return None
+
+    def estimate_sigma(self, y: torch.Tensor) -> torch.Tensor:
+        """The noise level of measurements ``y [N, ...]`` estimated from the data, ``[N]``; the default reads
+        real image-like measurements (see :func:`brgm.core.noise_level.image_sigma`)."""
+        return noise_level.image_sigma(y, self.measured(y.shape, y.device))
 
     def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
         """``y`` with the entries outside :meth:`measured` reset to :attr:`unmeasured_value`, so that noise
@@ -224,6 +237,16 @@ class Chain(LinearForwardModel):
     @property
     def unmeasured_value(self) -> float:  # type: ignore[override]
         return 0.0 if self._measuring is None else self._measuring.unmeasured_value
+
+    @property
+    def noise_sigma(self) -> float | None:  # type: ignore[override]
+        levels = [op.noise_sigma for op in self.ops if op.noise_sigma is not None]
+        if len(levels) > 1:
+            raise ConfigError(f"fwd={self.name} composes {len(levels)} Gaussian noise models; compose one")
+        return levels[0] if levels else None
+
+    def estimate_sigma(self, y: torch.Tensor) -> torch.Tensor:
+        return (self._measuring or self.ops[-1]).estimate_sigma(y)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         if not self.is_linear:

@@ -9,6 +9,7 @@ import attrs
 import numpy as np
 import torch
 
+from brgm.core import noise_level
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.operators import LinearForwardModel, check_image_shape, check_real_image, forward_model
 from brgm.core.params import interval, one_of, to_tuple
@@ -192,6 +193,11 @@ class KSpace(TensorCache, LinearForwardModel):
 
     def measured(self, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
         return self.sampling_mask(self._image_shape(shape), device)
+
+    def estimate_sigma(self, y: torch.Tensor) -> torch.Tensor:
+        """σ per real and imaginary part from the measured periphery of k-space (see
+        :func:`brgm.core.noise_level.kspace_sigma`)."""
+        return noise_level.kspace_sigma(y, self.measured(y.shape, y.device))
 
     def _image_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         return (shape[0], 1, *shape[2:]) if self.multicoil else tuple(shape)

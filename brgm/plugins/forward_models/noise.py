@@ -64,6 +64,10 @@ class GaussianNoise(NoiseModel):
 
     sigma: float = attrs.field(default=0.01, converter=float, validator=interval(0.0))
 
+    @property
+    def noise_sigma(self) -> float:  # type: ignore[override]
+        return self.sigma
+
     def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if y.is_complex():
             real = torch.view_as_real(y)
