@@ -7,7 +7,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from brgm.core.files import publish
+from brgm.core.io.files import publish
 
 
 def test_publish_moves_the_file_with_umask_permissions(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""brgm.core.outputs and brgm.core.figures: the files a run writes per item, their content and the metrics."""
+"""brgm.core.io.outputs and brgm.core.io.figures: the files a run writes per item, their content and the metrics."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import brgm
-from brgm.core import figures, io
-from brgm.core.outputs import item_metrics, observed_mask, write_outputs
+from brgm.core import io
+from brgm.core.io import figures
+from brgm.core.io.outputs import item_metrics, observed_mask, write_outputs
 
 TERMS = {"likelihoods": ["pixel"], "priors": ["test_spread"], "device": "cpu"}
 

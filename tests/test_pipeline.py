@@ -24,7 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from typer.testing import CliRunner
 
 from brgm.cli.app import app
-from brgm.core.formats import raster
+from brgm.core.io.formats import raster
 from brgm.core.items import collect, item_seed
 
 runner = CliRunner()

@@ -1,5 +1,5 @@
 """Weight files: lookup order, verification, and fetching from a local HTTP server (never the internet),
-through :mod:`brgm.core.weights` and the ``brgm weights`` sub-commands."""
+through :mod:`brgm.core.io.weights` and the ``brgm weights`` sub-commands."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from brgm.cli.weights import app
 from brgm.core.errors import ConfigError, WeightsNotFoundError
-from brgm.core.weights import (
+from brgm.core.io.weights import (
     DownloadError,
     WeightsFile,
     brgm_home,

@@ -20,9 +20,10 @@ import torch
 import typer
 
 from brgm.cli.console import console, fail
-from brgm.core import figures, io
+from brgm.core import io
 from brgm.core.errors import BrgmError, ConfigError, ImageFileError
-from brgm.core.files import write_json
+from brgm.core.io import figures
+from brgm.core.io.files import write_json
 
 
 def parse_size(text: str, spatial_dims: int) -> tuple[int, ...]:

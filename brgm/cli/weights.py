@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from brgm.core import weights as w
 from brgm.core.errors import BrgmError, ConfigError
+from brgm.core.io import weights as w
 
 app = typer.Typer(
     name="weights",

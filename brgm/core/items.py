@@ -20,8 +20,8 @@ import torch
 
 from brgm.core import io
 from brgm.core.errors import ConfigError, ImageFileError
-from brgm.core.formats import arrays
-from brgm.core.formats.meta import missing_to_background
+from brgm.core.io.formats import arrays
+from brgm.core.io.formats.meta import missing_to_background
 
 #: file suffixes read as inputs when an input is a directory
 INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".npy", ".pt")

@@ -32,9 +32,9 @@ import torch
 
 from brgm.core import io
 from brgm.core.errors import BrgmError, ConfigError, DivergenceWarning, ShapeError
-from brgm.core.files import write_json
+from brgm.core.io.files import write_json
+from brgm.core.io.outputs import write_outputs
 from brgm.core.items import Source, collect, item_seed
-from brgm.core.outputs import write_outputs
 from brgm.core.params import check_seed
 from brgm.core.problem import Problem
 from brgm.core.solver import Progress, Result, reconstruct

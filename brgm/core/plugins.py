@@ -21,6 +21,7 @@ DEFAULT_PLUGINS = (
     "brgm.plugins.forward_models",
     "brgm.plugins.likelihoods",
     "brgm.plugins.priors",
+    "brgm.plugins.solvers",
     "brgm.plugins.presets",
 )
 
@@ -62,6 +63,18 @@ def plugin_versions() -> dict[str, str]:
     return versions
 
 
+_built: tuple[list[tuple[str, object]], Registry] | None = None
+
+
 def registry() -> Registry:
-    """The components of every registered plugin (built fresh, so plugins registered later are seen)."""
-    return Registry(pm, plugin_versions())
+    """The components of every registered plugin: built once, and again after a plugin is registered or
+    unregistered (through :data:`pm` or otherwise)."""
+    global _built
+    plugins = pm.list_name_plugin()
+    if _built is None or not _same(_built[0], plugins):
+        _built = (plugins, Registry(pm, plugin_versions()))
+    return _built[1]
+
+
+def _same(a: list[tuple[str, object]], b: list[tuple[str, object]]) -> bool:
+    return len(a) == len(b) and all(x[0] == y[0] and x[1] is y[1] for x, y in zip(a, b, strict=True))

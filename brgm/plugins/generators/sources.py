@@ -1,7 +1,7 @@
 """Generator sources: a checkpoint file, a seeded random StyleGAN2, and the StyleGAN2 networks BRGM published.
 
 The presets name their published file (BRGM's TensorFlow StyleGAN2 pickles, research/brgm.md §5.1; all three
-are StyleGAN2 config-e, converted on load) and look it up with :func:`brgm.core.weights.find_weights`:
+are StyleGAN2 config-e, converted on load) and look it up with :func:`brgm.core.io.weights.find_weights`:
 ``weights=PATH``, then ``$BRGM_HOME/weights/``. ``brgm weights fetch NAME`` downloads it.
 """
 
@@ -14,8 +14,8 @@ import attrs
 
 from brgm.core.errors import CheckpointError, ConfigError
 from brgm.core.generator import Generator, GeneratorSource
+from brgm.core.io.weights import WeightsFile, find_weights
 from brgm.core.params import interval, one_of
-from brgm.core.weights import WeightsFile, find_weights
 from brgm.plugins.generators.checkpoints import load_checkpoint, network_class
 
 

@@ -6,8 +6,8 @@ give 160×192×224 (1 mm). Its filter count is constant over the blocks (``fmaps
 configs), its latents are small (96 or 128) and its generator is 'orig' (one ToRGB at the end). Both sources
 build :class:`~brgm.plugins.generators.stylegan2.StyleGAN2Generator`, which handles 2D and 3D alike.
 
-Memory options of both sources (also ``solver.checkpoint`` / ``solver.autocast`` for a reconstruction):
-``checkpoint`` recomputes each synthesis block's activations in the backward pass instead of storing them;
+Memory options of a reconstruction with either (``solver.checkpoint`` / ``solver.autocast``, applied during the
+solve): ``checkpoint`` recomputes each synthesis block's activations in the backward pass instead of storing them;
 ``autocast`` runs the blocks under ``torch.autocast`` in ``bf16`` or ``fp16`` (3D-StyleGAN trained in fp16). The
 last block holds most of the activations (7/8 of them with constant filters), so per-block checkpointing lowers a
 step's peak by about a tenth; benchmarks/bench_memory3d.py measures both options.
@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 import attrs
 
 from brgm.core.errors import CheckpointError, ConfigError
-from brgm.core.generator import AUTOCAST_DTYPES, Generator, GeneratorSource
+from brgm.core.generator import Generator, GeneratorSource
+from brgm.core.io.weights import WeightsFile, find_weights
 from brgm.core.params import interval, one_of, to_tuple
-from brgm.core.weights import WeightsFile, find_weights
 from brgm.plugins.generators.checkpoints import load_checkpoint, network_class
 from brgm.plugins.generators.sources import _power_of_two
 from brgm.plugins.generators.stylegan2.generator import resolve_shape
@@ -48,21 +48,7 @@ def _optional_int(value: Any) -> int | None:
 
 
 @attrs.define(kw_only=True, eq=False)
-class MemoryOptions:
-    """The run-time memory fields shared by the 3D sources (see the module docstring)."""
-
-    checkpoint: bool = attrs.field(default=False, validator=one_of((False, True)))
-    autocast: str = attrs.field(default="none", validator=one_of(tuple(AUTOCAST_DTYPES)))
-
-    def configure(self, G: Generator) -> Generator:
-        """``G`` with these options set, in eval mode, gradients off for its parameters."""
-        G.checkpoint = self.checkpoint  # type: ignore[attr-defined]
-        G.autocast_dtype = AUTOCAST_DTYPES[self.autocast]  # type: ignore[attr-defined]
-        return G.eval().requires_grad_(False)
-
-
-@attrs.define(kw_only=True, eq=False)
-class RandomStyleGAN3D(MemoryOptions, GeneratorSource):
+class RandomStyleGAN3D(GeneratorSource):
     """A 3D StyleGAN2 (3D-StyleGAN layout) with NVIDIA's random initialisation, seeded.
 
     The volume is ``base_shape · resolution / 4`` (``resolution`` a power of two >= 4, the top block's; default
@@ -132,11 +118,12 @@ class RandomStyleGAN3D(MemoryOptions, GeneratorSource):
         }
 
     def load(self) -> Generator:
-        return self.configure(network_class("stylegan2")(**self.init_kwargs(), seed=self.seed))
+        G = network_class("stylegan2")(**self.init_kwargs(), seed=self.seed)
+        return G.eval().requires_grad_(False)
 
 
 @attrs.define(kw_only=True, eq=False)
-class StyleGAN3DBrain2mm(MemoryOptions, GeneratorSource):
+class StyleGAN3DBrain2mm(GeneratorSource):
     """3D-StyleGAN's 2 mm T1 brain network (80×96×112, 96 filters, 10 ws; ~12,000 volumes): 2mm_f96.pkl.
 
     The authors' TensorFlow pickle (research/stylegan.md §3.4), converted on load with the TF code's quirks.
@@ -165,4 +152,4 @@ class StyleGAN3DBrain2mm(MemoryOptions, GeneratorSource):
                 f"{path}: a {shape} generator with {G.img_channels} channel(s), but {self.name!r} makes "
                 f"80×96×112 volumes with 1; pass 3D-StyleGAN's 2mm_f96.pkl or 2mm_f128.pkl"
             )
-        return self.configure(G)
+        return G.eval().requires_grad_(False)

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from brgm import __version__
 from brgm.core.errors import CheckpointError
-from brgm.core.files import publish
+from brgm.core.io.files import publish
 from brgm.plugins.generators.checkpoints.limits import brief, brief_error
 
 FORMAT = "brgm-generator"

@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from brgm.core.errors import BrgmError, ConfigError, WeightsNotFoundError
-from brgm.core.files import publish
+from brgm.core.io.files import publish
 from brgm.core.params import did_you_mean
 
 #: called while downloading with (bytes received, total bytes or None when the server does not say)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from brgm.core.errors import ImageFileError
-from brgm.core.formats.meta import AS_STORED, Meta
+from brgm.core.io.formats.meta import AS_STORED, Meta
 
 LAYOUT = "(H, W), (C, H, W), (C, D, H, W) or (1, C, D, H, W)"
 

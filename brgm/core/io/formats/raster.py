@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from brgm.core.errors import ImageFileError
-from brgm.core.formats.meta import AS_STORED, Intensity, Meta, data_window, dtype_window
+from brgm.core.io.formats.meta import AS_STORED, Intensity, Meta, data_window, dtype_window
 
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF"}
 _TO_RGB = ("RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")

@@ -22,7 +22,7 @@ from nibabel.filebasedimages import ImageFileError as NibabelFileError
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from brgm.core.errors import ImageFileError
-from brgm.core.formats.meta import AS_STORED, Intensity, Meta, data_window
+from brgm.core.io.formats.meta import AS_STORED, Intensity, Meta, data_window
 
 
 def to_canonical(values: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

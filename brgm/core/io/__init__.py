@@ -1,7 +1,7 @@
 """Reading and writing images, volumes and measurements.
 
 :func:`load` returns a :class:`Loaded`: ``data [1, C, *spatial]`` (float32 intensities in [0, 1], or complex64
-k-space) and a :class:`~brgm.core.formats.meta.Meta` with the format, the stored shape and type, the geometry
+k-space) and a :class:`~brgm.core.io.formats.meta.Meta` with the format, the stored shape and type, the geometry
 (affine, voxel sizes), the intensity window and what is needed to write outputs back in the input's format.
 :func:`save` does the reverse for ``x [C, *spatial]``; :func:`fit_to_grid` and :func:`back_to_input_grid` move
 data between the input's grid and a generator's.
@@ -19,7 +19,7 @@ NIfTI .nii(.gz)    ``[1, 1, D, H, W]`` RAS+ (see below)  ``cal_min``/``cal_max``
 =================  ====================================  ==================================================
 
 Volumes are reoriented to RAS+: ``[D, H, W]`` = (x: left → right, y: posterior → anterior, z: inferior →
-superior); see :mod:`brgm.core.formats.nifti`. ``load(path, percentiles=(0.5, 99.5))`` replaces the min–max
+superior); see :mod:`brgm.core.io.formats.nifti`. ``load(path, percentiles=(0.5, 99.5))`` replaces the min–max
 window of DICOM and NIfTI data by a clipped percentile window. The window used is kept in ``meta.intensity``,
 and the medical formats brgm writes record it (NIfTI ``cal_min``/``cal_max``, a private DICOM element), so a
 measurement or reconstruction re-reads on the scale of the input it came from.
@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from brgm.core.errors import ImageFileError
-from brgm.core.files import atomic_directory, atomic_path
-from brgm.core.formats import arrays, dicom, nifti, raster
-from brgm.core.formats.meta import GridFit, Intensity, Meta, missing_to_background
-from brgm.core.grid import back_to_input_grid, fit_to_grid, regrid
+from brgm.core.io.files import atomic_directory, atomic_path
+from brgm.core.io.formats import arrays, dicom, nifti, raster
+from brgm.core.io.formats.meta import GridFit, Intensity, Meta, missing_to_background
+from brgm.core.io.grid import back_to_input_grid, fit_to_grid, regrid
 
 __all__ = [
     "GridFit",

@@ -21,14 +21,14 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from brgm.core.files import atomic_path
+from brgm.core.io.files import atomic_path
 
 PANEL_INCHES = 2.6
 VIEWS_3D = ("axial", "coronal", "sagittal")
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
-    """Write ``fig`` as a PNG at 100 dpi, atomically (see :func:`brgm.core.files.atomic_path`)."""
+    """Write ``fig`` as a PNG at 100 dpi, atomically (see :func:`brgm.core.io.files.atomic_path`)."""
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)
 

@@ -9,8 +9,9 @@ import attrs
 import torch
 from safetensors.torch import save_file
 
-from brgm.core import figures, io
-from brgm.core.files import atomic_path
+from brgm.core import io
+from brgm.core.io import figures
+from brgm.core.io.files import atomic_path
 from brgm.core.operators import ForwardModel
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def write_outputs(
     - ``{name}_merged.EXT`` for inpainting: the observed pixels of the measurement, the reconstruction elsewhere;
     - ``{name}_latents.safetensors``: ``ws [1, num_ws, w_dim]``, and ``noise.0``, ``noise.1``, ... ``[1, 1, *shape]``
       when the noise inputs were optimised (``G.synthesis(ws, noises=[noise.0, ...])`` renders the recon);
-    - ``{name}_comparison.png`` (see :func:`brgm.core.figures.comparison_figure`) and ``{name}_energy.png``.
+    - ``{name}_comparison.png`` (see :func:`brgm.core.io.figures.comparison_figure`) and ``{name}_energy.png``.
 
     Args:
         out_dir: the run's output directory (created if needed).

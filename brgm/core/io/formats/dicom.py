@@ -7,7 +7,7 @@ re-reads on the same scale as the input it came from.
 
 A series is the slices of one *Series Instance UID*, sorted by *Image Position (Patient)* along the slice
 normal; it must have one orientation and size and evenly spaced slices. It becomes a volume with a voxel-to-RAS
-affine (DICOM's LPS converted), reoriented like NIfTI volumes (see :mod:`brgm.core.formats.nifti`).
+affine (DICOM's LPS converted), reoriented like NIfTI volumes (see :mod:`brgm.core.io.formats.nifti`).
 
 Writing copies the template (the input's dataset, or the series' slice datasets), replaces the pixel data,
 updates geometry (size, spacing, position), gives every file a new *SOP Instance UID* and each written image or
@@ -28,8 +28,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat
 
 from brgm.core.errors import ImageFileError
-from brgm.core.formats import nifti
-from brgm.core.formats.meta import Intensity, Meta, data_window, dtype_window
+from brgm.core.io.formats import nifti
+from brgm.core.io.formats.meta import Intensity, Meta, data_window, dtype_window
 
 #: where brgm stores the intensity window of the files it writes
 WINDOW_GROUP, WINDOW_CREATOR, WINDOW_ELEMENT = 0x0071, "brgm", 0x01

@@ -8,7 +8,7 @@
 - Channels: RGB to gray by ITU-R 601-2 luminance (Pillow's ``L``), gray to RGB by repetition.
 
 The affine and voxel sizes are updated so that every voxel keeps its world position: a reconstruction written
-with the fitted :class:`~brgm.core.formats.meta.Meta` overlays its input in a viewer. Sizes in reports are
+with the fitted :class:`~brgm.core.io.formats.meta.Meta` overlays its input in a viewer. Sizes in reports are
 ``H×W`` (``D×H×W`` for volumes).
 """
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from brgm.core.errors import ShapeError
-from brgm.core.formats.meta import GridFit, Meta
+from brgm.core.io.formats.meta import GridFit, Meta
 
 #: ITU-R 601-2 luma weights (Pillow's RGB -> L)
 LUMA = (0.299, 0.587, 0.114)
