@@ -14,6 +14,7 @@ import pickle
 import subprocess
 import sys
 import types
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
 
+from brgm.core import safe_torch
 from brgm.core.errors import CheckpointError
+from brgm.core.safe_torch import safe_torch_load
 from brgm.plugins.generators.checkpoints import limits, save_generator
-from brgm.plugins.generators.checkpoints.safe_pickle import safe_load
+from brgm.plugins.generators.checkpoints.safe_pickle import TORCH_LEGACY_MAGIC, safe_load
 from brgm.plugins.generators.sources import RandomStyleGAN2
 from tests.test_checkpoints import Call, malicious, persistence, persistent
 
@@ -43,7 +46,9 @@ LOADER = """
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 import brgm
+from brgm.core import safe_torch
 from brgm.core.errors import CheckpointError
+from brgm.core.safe_torch import safe_torch_load
 for path in sys.argv[1:]:
     start = time.perf_counter()
     try:
@@ -131,6 +136,28 @@ def hash_bomb(depth: int = 100) -> bytes:
     Written opcode by opcode: building the dict here would hash the key."""
     key = pickle.dumps(dag(depth, kind=tuple), protocol=2)[2:-1]  # without PROTO and STOP
     return b"\x80\x02}" + key + b"K\x01s."  # EMPTY_DICT, the key, BININT1 1, SETITEM, STOP
+
+
+def torch_zip(data_pkl: bytes) -> bytes:
+    """A ``torch.save`` zip whose ``data.pkl`` is ``data_pkl``."""
+    saved = io.BytesIO()
+    torch.save({}, saved)
+    out = io.BytesIO()
+    with zipfile.ZipFile(saved) as original, zipfile.ZipFile(out, "w") as archive:
+        for member in original.infolist():
+            archive.writestr(
+                member, data_pkl if member.filename.endswith("/data.pkl") else original.read(member)
+            )
+    return out.getvalue()
+
+
+def nested_lists(depth: int) -> bytes:
+    """``[[[...]]]`` ``depth`` deep with the opcodes torch reads: ``depth`` EMPTY_LISTs, then APPENDs."""
+    return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+#: ``{"g_ema": bytearray(2**40)}``: torch's weights-only loader allows ``bytearray``
+BYTEARRAY = b"\x80\x02}X\x05\x00\x00\x00g_emac__builtin__\nbytearray\n\x8a\x06\x00\x00\x00\x00\x00\x01\x85Rs."
 
 
 def deep_list(depth: int) -> bytes:
@@ -242,6 +269,12 @@ def hostile_files(tmp_path: Path, module: types.ModuleType, network: type) -> It
     yield "message-bomb.pkl", pickle.dumps({persistent(module, "X", {"x": dag(60)}): 1}, protocol=2)
     yield "dtype-state.pkl", flagged_dtype_array()
     yield "deep.pkl", deep_list(20_000)
+    # torch files (rosinality's format), read by torch's weights-only loader after a bounded scan
+    yield "hash-bomb.pt", torch_zip(hash_bomb())
+    legacy_header = pickle.dumps(TORCH_LEGACY_MAGIC, protocol=2) + pickle.dumps(1001, protocol=2)
+    yield "hash-bomb-legacy.pt", legacy_header + hash_bomb()
+    yield "deep.pt", torch_zip(nested_lists(20_000))
+    yield "bytearray.pt", torch_zip(BYTEARRAY)
     yield "overlapping-view.pkl", pickle.dumps({"G_ema": torch.zeros(1).expand(1 << 20, 1 << 20)}, protocol=2)
     # code: payloads that would create the marker
     for i, (payload, _) in enumerate(malicious(marker)):
@@ -310,3 +343,31 @@ def test_shared_data_within_the_bounds_is_read() -> None:
     """Shared references are fine while the expanded tree stays small: a DAG 10 deep is 2**11 nodes."""
     value = {"a": dag(10), "b": dag(3, kind=tuple)}
     assert safe_load(io.BytesIO(pickle.dumps(value, protocol=4)), "dag.pkl") == value
+
+
+#: pickles each of the scan's bounds refuses (a hash bomb too small for the size bound, a set of such keys, a list
+#: holding itself, a storage larger than the file), written opcode by opcode
+SCAN_REFUSALS = {
+    "key": (hash_bomb(3), "dict key or set item"),
+    "set": (
+        b"\x80\x02c__builtin__\nset\n" + pickle.dumps([dag(3, kind=tuple)], protocol=2)[2:-1] + b"\x85R.",
+        "set",
+    ),
+    "cycle": (b"\x80\x02]q\x00h\x00a.", "holds itself"),
+    "storage": (b"\x80\x02(X\x07\x00\x00\x00storageX\x01\x00\x00\x000J\x00\x00\x00\x40tQ.", "claims a size"),
+}
+
+
+@pytest.mark.parametrize("name", SCAN_REFUSALS)
+def test_the_torch_scan_refuses_each_amplification(name: str) -> None:
+    data, message = SCAN_REFUSALS[name]
+    with pytest.raises(CheckpointError, match=message):
+        safe_torch_load(torch_zip(data), error=CheckpointError)
+
+
+def test_the_torch_scan_counts_opcodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = torch_zip(pickle.dumps(list(range(100)), protocol=2))
+    assert safe_torch_load(data, error=CheckpointError) == list(range(100))
+    monkeypatch.setattr(safe_torch, "MAX_OPCODES", 50)
+    with pytest.raises(CheckpointError, match="more than 50 opcodes"):
+        safe_torch_load(data, error=CheckpointError)

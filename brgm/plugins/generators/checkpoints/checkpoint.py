@@ -6,7 +6,7 @@ format             content                                                     r
 ``nvidia``         pickle of a dict with ``G_ema`` (stylegan2-ada-pytorch,      :mod:`.safe_pickle`
                    stylegan3)
 ``tensorflow``     pickle of a tuple ``(G, D, Gs)`` (TF StyleGAN2, BRGM)        :mod:`.safe_pickle`
-``rosinality``     ``torch.save`` dict with ``g_ema`` (zip or legacy)           ``torch.load(weights_only=True)``
+``rosinality``     ``torch.save`` dict with ``g_ema`` (zip or legacy)           :mod:`brgm.core.safe_torch`
 ``brgm``           ``.safetensors`` with brgm's configuration                  safetensors
 ``tensorflow``     3D-StyleGAN's pickle ``(G, D, Gs)`` (3D components)          :mod:`.tf3d`
 ``state_dict``     a bare NVIDIA-layout 3D state dict (``.pt`` or               :mod:`.state_dict`
@@ -33,6 +33,7 @@ import torch
 
 from brgm.core.errors import CheckpointError, ConfigError, UnsafeCheckpointError, WeightsNotFoundError
 from brgm.core.generator import Generator
+from brgm.core.safe_torch import safe_torch_load
 from brgm.plugins.generators.checkpoints.limits import (
     MAX_ELEMENTS,
     brief_error,
@@ -168,10 +169,18 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
 
 
 def _torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)``; rosinality's ``args`` (an argparse.Namespace) is allowed as data."""
+    """``torch.load(weights_only=True)``, bounded (:func:`~brgm.core.safe_torch.safe_torch_load`); rosinality's
+    ``args`` (an argparse.Namespace) is allowed as data."""
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return safe_torch_load(
+            path,
+            error=CheckpointError,
+            unsafe=UnsafeCheckpointError,
+            source=str(path),
+            safe_globals=[argparse.Namespace],
+        )
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         culprit = next((line for line in lines if "GLOBAL" in line), None)

@@ -36,6 +36,7 @@ from typing import Any
 
 import attrs
 
+from brgm.core import safe_torch
 from brgm.core.errors import CheckpointError
 from brgm.plugins.generators.stylegan2.config import MappingConfig, SynthesisConfig
 
@@ -47,11 +48,11 @@ MAX_MAPPING_LAYERS = 64
 MAX_BASE_SIDE = 64
 MAX_FILTER_TAPS = 16
 MAX_ELEMENTS = 1 << 27
-
-MAX_OPCODES = 2_000_000
-MAX_NODES = 1_000_000
-MAX_DEPTH = 100
-MAX_KEY_ITEMS = 8
+#: the restricted unpickler's bounds: those :mod:`brgm.core.safe_torch` puts on every ``torch.load``
+MAX_OPCODES = safe_torch.MAX_OPCODES
+MAX_NODES = safe_torch.MAX_NODES
+MAX_DEPTH = safe_torch.MAX_DEPTH
+MAX_KEY_ITEMS = safe_torch.MAX_KEY_ITEMS
 
 #: constructor kwargs a checkpoint may set, with the mapping and synthesis sections' own keys
 SECTIONS: dict[str, frozenset[str]] = {

@@ -13,7 +13,7 @@ global in the file                                          becomes
 ``dnnlib.tflib.network.Network``                            :class:`TFNetwork` (its ``__getstate__`` dict)
 ``dnnlib.util.EasyDict``                                    :class:`EasyDict`, a plain ``dict``
 ``torch._utils._rebuild_tensor_v2``, ``_rebuild_parameter``  a plain tensor (no autograd state, no hooks)
-``torch.storage._load_from_bytes``                          ``torch.load(..., weights_only=True)``
+``torch.storage._load_from_bytes``                          :func:`~brgm.core.safe_torch.safe_torch_load`
 numpy ``dtype``                                              :class:`NumpyDtype`: a name of
                                                             :data:`NUMPY_DTYPES` and a byte order; numpy
                                                             never rebuilds a dtype from pickled state
@@ -31,7 +31,6 @@ numpy arrays and dtypes above. Error messages name values by :func:`~.limits.bri
 
 from __future__ import annotations
 
-import io
 import pickle
 import struct
 from collections import OrderedDict
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 
 from brgm.core.errors import BrgmError, CheckpointError, UnsafeCheckpointError
+from brgm.core.safe_torch import safe_torch_load
 from brgm.plugins.generators.checkpoints import limits
 from brgm.plugins.generators.checkpoints.limits import brief, brief_error
 
@@ -157,7 +157,14 @@ def _storage_from_bytes(data: Any) -> torch.TypedStorage | torch.UntypedStorage:
     if not isinstance(data, (bytes, bytearray)):
         raise CheckpointError(f"a tensor storage of the pickle is not bytes but {type(data).__name__}")
     try:
-        storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        storage = safe_torch_load(
+            bytes(data),
+            error=CheckpointError,
+            unsafe=UnsafeCheckpointError,
+            source="a tensor storage of the pickle",
+        )
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"a tensor storage of the pickle was refused by torch: {brief_error(err)}"
