@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brgm.core.compose import resolve_settings, resolved_config
+from brgm.core.compose import resolve_settings
 from brgm.core.config import parse_tokens
 from brgm.core.errors import ConfigError
 from brgm.core.params import coerce
 
 
 def resolve(*tokens: str) -> dict:
-    return resolved_config(resolve_settings(parse_tokens(tokens)))
+    return resolve_settings(parse_tokens(tokens)).describe()
 
 
 BASE = ("gen=tiny", "fwd=test_scale", "like=test_sse", "prior=none")
@@ -39,7 +39,7 @@ def test_chain_of_names_and_values_are_converted_by_field_type() -> None:
         *BASE, "gen.size=16", "solver.steps=12", "solver.betas=[0.5,0.9]", "solver.schedule=constant"
     )
     assert cfg["gen"]["size"] == 16
-    assert cfg["solver"]["steps"] == 12 and cfg["solver"]["betas"] == (0.5, 0.9)
+    assert cfg["solver"]["steps"] == 12 and cfg["solver"]["betas"] == [0.5, 0.9]
     assert cfg["solver"]["schedule"] == "constant"
 
 

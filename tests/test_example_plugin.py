@@ -56,6 +56,10 @@ def test_plugins_lists_the_example_components_with_their_version(env: dict[str, 
         "Keeps every W+ vector near the sphere"
     )
     assert row_skip["params"] == [{"name": "step", "type": "int", "default": 2}]
+    gd = listed[("solver", "gd")]
+    assert gd["plugin"] == "example" and gd["version"] == "brgm-plugin-example 0.1.0"
+    assert [p["name"] for p in gd["params"]] == ["steps", "lr"]
+    assert listed[("solver", "map")]["plugin"] == "brgm.plugins.solvers"
 
 
 def test_autoload_can_be_turned_off(env: dict[str, str]) -> None:
@@ -79,3 +83,21 @@ def test_compose_runs_with_the_example_forward_model_and_prior(env: dict[str, st
     assert np.load(out / "clean_recon.npy").shape == (1, 8, 8)
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["clean"]) == {"recon", "baseline"}
+
+
+def test_compose_runs_with_the_example_solver(env: dict[str, str], tmp_path: Path) -> None:
+    image = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    np.save(tmp_path / "clean.npy", image[None])
+    out = tmp_path / "out"
+    args = ["compose", "gen=tiny", "fwd=row_skip", "prior=gaussian", "solver=gd", "solver.steps=4"]
+    bad = brgm(env, *args, "solver.lrr=0.1", "--dry-run")
+    assert bad.returncode == 2 and "solver.lrr: no such parameter (did you mean 'lr'?)" in bad.stderr
+    result = brgm(
+        env, *args, "solver.lr=0.05", "solver.batch_size=1",
+        "--input", str(tmp_path / "clean.npy"), "--out", str(out), "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["solver"] == {"name": "gd", "steps": 4, "lr": 0.05}
+    assert config["execution"]["batch_size"] == 1
+    assert np.load(out / "clean_recon.npy").shape == (1, 8, 8)

@@ -7,8 +7,8 @@ import torch
 
 import brgm
 from brgm.core.plugins import registry
-from brgm.core.solver import SolverConfig, learning_rate
 from brgm.plugins.likelihoods.pixel import PixelLikelihood
+from brgm.plugins.solvers.map import MAPSolver
 
 #: the references' own numbers (pixel weight for [0, 255] images), before any conversion
 REFERENCE = {
@@ -135,23 +135,23 @@ def test_variants_differ_from_their_base_only_where_documented() -> None:
 
 
 def test_learning_rate_schedules() -> None:
-    tf = SolverConfig(
+    tf = MAPSolver(
         **{
             k.removeprefix("solver."): v
             for k, v in preset("brgm-tf").values.items()
             if k.startswith("solver.")
         }
     )
-    pt = SolverConfig(
+    pt = MAPSolver(
         **{
             k.removeprefix("solver."): v
             for k, v in preset("brgm-pt").values.items()
             if k.startswith("solver.")
         }
     )
-    assert [learning_rate(s, tf) for s in (0, 125, 250, 2500)] == [0.0, 0.05, 0.1, 0.1]
-    assert learning_rate(4375, tf) == pytest.approx(0.05)  # halfway down the 25% cosine ramp
-    assert {learning_rate(s, pt) for s in (0, 250, 500)} == {0.1}
+    assert [tf.learning_rate(s) for s in (0, 125, 250, 2500)] == [0.0, 0.05, 0.1, 0.1]
+    assert tf.learning_rate(4375) == pytest.approx(0.05)  # halfway down the 25% cosine ramp
+    assert {pt.learning_rate(s) for s in (0, 250, 500)} == {0.1}
 
 
 @pytest.mark.parametrize("name", list(REFERENCE))

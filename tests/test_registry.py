@@ -57,6 +57,15 @@ def test_hook_register_priors() -> None:
     assert component_of("prior", "test_spread").obj is test_plugin.Spread
 
 
+def test_hook_register_solvers() -> None:
+    from brgm.plugins.solvers.map import MAPSolver
+
+    c = component_of("solver", "map")
+    assert c.obj is MAPSolver and c.plugin == "brgm.plugins.solvers"
+    assert c.description.startswith("Maximum a posteriori")
+    assert [p["name"] for p in c.params()][:2] == ["steps", "lr"]
+
+
 def test_hook_register_presets() -> None:
     c = component_of("preset", "test-preset")
     assert c.obj is test_plugin.TEST_PRESET and c.description == "A preset of the test plugin."
@@ -106,6 +115,24 @@ def test_misspelled_hook_is_an_error_with_a_suggestion(extra_plugin) -> None:
         PluginError, match=r"'typo-plugin' implements 'register_forwrd_models'.*'register_forward_models'"
     ):
         registry()
+
+
+def test_the_registry_is_built_once_until_a_plugin_comes_or_goes(extra_plugin) -> None:
+    first = registry()
+    assert registry() is first
+
+    class Extra:
+        @hookimpl
+        def register_priors(self):
+            return [type("Other", (test_plugin.Spread,), {"name": "test_other"})]
+
+    extra_plugin(Extra(), "extra-plugin")
+    second = registry()
+    assert second is not first and ("prior", "test_other") in second and registry() is second
+    pm.unregister(name="extra-plugin")
+    assert ("prior", "test_other") not in registry()
+    pm.register(Extra(), name="extra-plugin")  # the same name, another object: built again
+    assert ("prior", "test_other") in registry()
 
 
 def test_unknown_name_suggests_the_closest() -> None:

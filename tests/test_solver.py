@@ -1,4 +1,4 @@
-"""The MAP loop: schedule, determinism, batching, history, and the non-finite stop."""
+"""The MAP solver and reconstruct: schedule, determinism, batching, history, the non-finite stop, results."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 
 import brgm
 from brgm.core.errors import ConfigError, DivergenceWarning, NonFiniteEnergyError, ShapeError
-from brgm.core.solver import SolverConfig, learning_rate
+from brgm.core.solver import Execution, Result, Solver
 from brgm.core.terms import Latents, Prior
+from brgm.plugins.solvers.map import MAPSolver
 from tests.conftest import DEVICES
 
 
@@ -42,12 +43,12 @@ def measurement(problem, n: int, seed: int = 1) -> torch.Tensor:
     ],
 )
 def test_brgm_schedule_matches_the_tf_formula(step: int, expected: float) -> None:
-    assert learning_rate(step, SolverConfig(steps=1000)) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert MAPSolver(steps=1000).learning_rate(step) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_constant_schedule() -> None:
-    cfg = SolverConfig(steps=10, schedule="constant", lr=0.3)
-    assert {learning_rate(s, cfg) for s in range(10)} == {0.3}
+    solver = MAPSolver(steps=10, schedule="constant", lr=0.3)
+    assert {solver.learning_rate(s) for s in range(10)} == {0.3}
 
 
 def test_energy_falls_history_is_complete_and_gradients_finite(problem) -> None:
@@ -208,3 +209,67 @@ def test_an_item_gives_the_same_result_alone_or_anywhere_in_a_batch(problem) -> 
     assert not torch.allclose(other.ws[1], batch.ws[1]) and torch.allclose(other.ws[0], batch.ws[0])
     with pytest.raises(ShapeError, match=r"got 2 seed\(s\) for a batch of 3"):
         brgm.reconstruct(problem, y, steps=2, seeds=[1, 2])
+
+
+@attrs.define(kw_only=True, eq=False)
+class Sampler(Solver):
+    """A sampler stand-in: the mean latent's image with a seeded spread of ``samples`` around it."""
+
+    name: ClassVar[str] = "spread"
+    samples: int = 3
+
+    def solve(self, problem, y, *, seeds, progress=None) -> Result:
+        G = problem.generator
+        ws = G.w_stats()[0].reshape(1, 1, -1).repeat(len(y), G.num_ws, 1)
+        image = problem.image(Latents(ws=ws))
+        draws = [
+            torch.randn(self.samples, *image.shape[1:], generator=torch.Generator().manual_seed(s))
+            for s in seeds
+        ]
+        samples = image + 0.01 * torch.stack(draws, dim=1)
+        total = torch.zeros(1, len(y), dtype=torch.float64)
+        return Result(
+            image=samples.mean(0),
+            ws=ws,
+            history={"total": total, "steps": torch.zeros(1)},
+            diverged=torch.zeros(len(y), dtype=torch.bool),
+            std=samples.std(0),
+            samples=samples,
+        )
+
+
+def test_a_solver_gives_mean_std_and_samples_and_reconstruct_adds_the_baseline(problem) -> None:
+    y = measurement(problem, 3)
+    solver = Sampler()
+    alone = solver.solve(problem, y, seeds=[1, 2, 3])
+    assert alone.baseline is None  # solvers leave the baseline to reconstruct
+    result = brgm.reconstruct(problem, y, seeds=[1, 2, 3], solver=solver, batch_size=2, samples=4)
+    assert result.image.shape == result.std.shape == (3, 1, 8, 8)
+    assert result.samples.shape == (4, 3, 1, 8, 8) and result.history["total"].shape == (1, 3)
+    torch.testing.assert_close(result.baseline, y / 0.5)
+    single = brgm.reconstruct(problem, y[2:], seeds=[3], solver=solver, samples=4)
+    torch.testing.assert_close(single.samples[:, 0], result.samples[:, 2])
+    with pytest.raises(ConfigError, match=r"solver.sample: no such parameter \(did you mean 'samples'\?\)"):
+        brgm.reconstruct(problem, y, solver=solver, sample=2)
+
+
+def test_solver_selection_and_execution_settings_in_compose(problem) -> None:
+    chosen = brgm.compose(
+        gen=problem.generator,
+        fwd="test_scale",
+        likelihoods=["test_sse"],
+        solver="map",
+        device="cpu",
+        **{"solver.steps": "3", "solver.batch_size": "2", "solver.checkpoint": "false"},
+    )
+    assert isinstance(chosen.solver, MAPSolver) and chosen.solver.steps == 3
+    assert chosen.execution == Execution(batch_size=2)
+    assert chosen.config["solver"]["name"] == "map" and chosen.config["execution"]["batch_size"] == 2
+    with pytest.raises(ConfigError, match=r"unknown solver 'mapp' \(did you mean 'map'\?\)"):
+        brgm.compose(gen="tiny", fwd="test_scale", solver="mapp")
+    with pytest.raises(
+        ConfigError, match=r"solver.batch_sise: no such parameter \(did you mean 'batch_size'\?\)"
+    ):
+        brgm.compose(gen="tiny", fwd="test_scale", **{"solver.batch_sise": 2})
+    with pytest.raises(ConfigError, match="select one solver"):
+        brgm.compose(gen="tiny", fwd="test_scale", solver="map+map")

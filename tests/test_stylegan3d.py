@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -97,7 +98,6 @@ def test_shape_and_channel_settings() -> None:
         ({"resolution": 12}, "resolution must be a power of two"),
         ({"img_shape": (10, 12, 15)}, "not a power-of-two multiple of base_shape"),
         ({"base_shape": (5, 6)}, "base_shape must be three integers"),
-        ({"autocast": "fp8"}, "autocast must be one of"),
     ],
 )
 def test_bad_settings_are_config_errors(settings: dict[str, Any], message: str) -> None:
@@ -105,10 +105,17 @@ def test_bad_settings_are_config_errors(settings: dict[str, Any], message: str) 
         RandomStyleGAN3D(**settings)
 
 
-def test_memory_fields_configure_the_generator() -> None:
-    G = tiny(checkpoint=True, autocast="bf16")
-    assert G.checkpoint is True and G.autocast_dtype is torch.bfloat16
+def test_memory_options_are_execution_settings_not_generator_fields() -> None:
+    G = tiny()
+    assert G.checkpoint is False and G.autocast_dtype is None
     assert not any(p.requires_grad for p in G.parameters()) and not G.training
+    assert not {"checkpoint", "autocast"} & {f.name for f in attrs.fields(RandomStyleGAN3D)}
+    problem = brgm.compose(
+        gen=G, fwd="mask", priors=[], device="cpu", **{"solver.checkpoint": "true", "solver.autocast": "bf16"}
+    )
+    assert (problem.execution.checkpoint, problem.execution.autocast) == (True, "bf16")
+    assert problem.config["execution"] == {"batch_size": 8, "checkpoint": True, "autocast": "bf16"}
+    assert G.checkpoint is False and G.autocast_dtype is None  # set during a solve only
 
 
 def test_preset_without_weights_names_file_places_and_command(monkeypatch, tmp_path: Path) -> None:
@@ -392,8 +399,8 @@ def test_preset_loads_a_2mm_pickle_and_refuses_other_grids(tf_network: type, tmp
     }
     variables = documented_variables({**DEFAULTS, **small}, np.random.default_rng(1))
     path = write_tf_pickle(tmp_path / "2mm.pkl", tf_network, small, variables)
-    G = StyleGAN3DBrain2mm(weights=path, checkpoint=True).load()
-    assert G.img_shape == (80, 96, 112) and G.checkpoint is True and not G.training
+    G = StyleGAN3DBrain2mm(weights=path).load()
+    assert G.img_shape == (80, 96, 112) and not G.training
     tiny_vars = documented_variables({**DEFAULTS, **TINY_TF_KWARGS}, np.random.default_rng(1))
     other = write_tf_pickle(tmp_path / "tiny.pkl", tf_network, TINY_TF_KWARGS, tiny_vars)
     with pytest.raises(CheckpointError, match=r"a 4×6×4 generator .* makes 80×96×112 volumes"):

@@ -29,7 +29,7 @@ OverridesArg = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="KEY=VALUE...",
-        help="gen=NAME|PATH fwd=NAME[+NAME] prior=NAME[+NAME]|none like=NAME[+NAME] preset=NAME "
+        help="gen=NAME|PATH fwd=NAME[+NAME] prior=NAME[+NAME]|none like=NAME[+NAME] solver=NAME preset=NAME "
         "and field values such as fwd.acceleration=8, prior.gaussian.weight=100, solver.steps=200.",
         show_default=False,
     ),
@@ -41,7 +41,8 @@ def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     kind: Annotated[str | None, typer.Option(help="Only this kind: generator, forward_model, ...")] = None,
 ) -> None:
-    """List every registered component with its kind, plugin, version and description."""
+    """List every registered component (generators, forward models, likelihoods, priors, solvers, presets) with
+    its kind, plugin, version, description and parameters."""
     from brgm.core.plugins import registry
 
     try:
@@ -104,7 +105,7 @@ def compose(
 ) -> None:
     """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s)."""
     from brgm.cli.run import run_compose
-    from brgm.core.compose import resolve_device, resolve_settings, resolved_config
+    from brgm.core.compose import resolve_device, resolve_settings
     from brgm.core.config import parse_tokens
     from brgm.core.params import check_seed
 
@@ -113,13 +114,12 @@ def compose(
         if steps is not None:
             settings["solver.steps"] = str(steps)
         resolved = resolve_settings(settings)
-        config = resolved_config(resolved)
         if input_kind not in ("auto", "image", "measurement"):
             raise fail(f"--input-kind must be auto, image or measurement, got {input_kind!r}")
         resolve_device(device)
         check_seed(seed, "--seed")
         if dry_run:
-            typer.echo(json.dumps(config, indent=2))
+            typer.echo(json.dumps(resolved.describe(), indent=2))
             return
         if not inputs:
             raise fail("--input is required (a measurement or clean image, a directory, or several --input)")

@@ -6,26 +6,16 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 import torch
 
-from brgm.core.config import (
-    GROUPS,
-    Resolved,
-    Selection,
-    build,
-    build_forward_model,
-    describe_component,
-    instantiate,
-    is_path,
-    resolve,
-)
+from brgm.core.config import Resolved, Selection, build_forward_model, instantiate, is_path, resolve
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.generator import Generator
-from brgm.core.operators import ForwardModel, chain
+from brgm.core.operators import ForwardModel
+from brgm.core.params import build
 from brgm.core.plugins import registry
 from brgm.core.problem import Problem
-from brgm.core.solver import SolverConfig
+from brgm.core.solver import Solver
 
 
 def forward_model(name: str, **params: Any) -> ForwardModel:
@@ -48,29 +38,10 @@ def load_generator(name_or_path: str, **params: Any) -> Generator:
     return instantiate(Selection(name_or_path, values=dict(params)), "gen", reg).load()
 
 
-def _load(resolved: Resolved) -> Generator:
-    (sel,) = resolved.groups["gen"]
-    if isinstance(sel.instance, Generator):
-        return sel.instance
-    return instantiate(sel, "gen", registry()).load()
-
-
 def resolve_settings(settings: Mapping[str, Any]) -> Resolved:
-    """Resolve ``key=value`` settings against the current registry (see :mod:`brgm.core.config`)."""
+    """Resolve ``key=value`` settings against the current registry into the run's plan: every component built
+    once and validated, the generator's weights not yet loaded (see :mod:`brgm.core.config`)."""
     return resolve(settings, registry())
-
-
-def resolved_config(resolved: Resolved) -> dict[str, Any]:
-    """The full configuration (every parameter, defaults included) without loading any weights."""
-    reg = registry()
-    out: dict[str, Any] = {"preset": resolved.preset}
-    for group in GROUPS:
-        items = [describe_component(instantiate(sel, group, reg), sel.name) for sel in resolved.groups[group]]
-        out[group] = items[0] if group == "gen" else items
-    out["solver"] = attrs.asdict(build(SolverConfig, resolved.solver, "solver"))
-    if resolved.preset:
-        out["preset_notes"] = reg.get("preset", resolved.preset).obj.notes
-    return out
 
 
 def compose(
@@ -79,6 +50,7 @@ def compose(
     priors: Sequence[Any] | None = None,
     likelihoods: Sequence[Any] | None = None,
     *,
+    solver: str | Solver | None = None,
     preset: str | None = None,
     device: str | torch.device | None = None,
     **overrides: Any,
@@ -90,6 +62,7 @@ def compose(
         fwd: forward model name, ``"a+b"`` chain (``y = b(a(x))``), list of names, or ready operators.
         priors: prior names or instances; ``None`` keeps the default (``gaussian``, ``colinear``); ``[]`` none.
         likelihoods: likelihood names or instances; ``None`` keeps the default (``pixel``).
+        solver: a solver name or instance; ``None`` keeps the preset's or the default (``map``).
         preset: a registered preset (``"brgm-tf"``) applied before everything else.
         device: where the generator runs (default: CUDA when available, else CPU).
         overrides: field values in CLI spelling, as ``**{"fwd.acceleration": 8}`` or ``fwd__acceleration=8``.
@@ -105,35 +78,37 @@ def compose(
         settings["prior"] = list(priors) if priors else "none"
     if likelihoods is not None:
         settings["like"] = list(likelihoods) if likelihoods else "none"
+    if solver is not None:
+        settings["solver"] = solver
     return compose_resolved(resolve_settings(settings), device=device)
 
 
 def compose_resolved(resolved: Resolved, *, device: str | torch.device | None = None) -> Problem:
-    """Build the problem of an already resolved configuration (the CLI resolves first for ``--dry-run``)."""
-    reg = registry()
+    """The problem of a resolved plan, its components used as built: only the generator is loaded here. Its
+    ``config`` is the plan's description with the loaded generator's contract and the device."""
     dev = resolve_device(device)
-    config = resolved_config(resolved)
-    fwd = chain([instantiate(sel, "fwd", reg) for sel in resolved.groups["fwd"]])
-    likes = [instantiate(sel, "like", reg) for sel in resolved.groups["like"]]
-    priors = [instantiate(sel, "prior", reg) for sel in resolved.groups["prior"]]
+    fwd, likes, priors = resolved.forward_model, resolved.likelihoods, resolved.priors
     if not likes:
         raise ConfigError("no likelihood selected: a reconstruction needs a data term (e.g. like=pixel)")
-    solver = build(SolverConfig, resolved.solver, "solver")
-    generator = _load(resolved)
+    source = resolved.generator
+    generator = source if isinstance(source, Generator) else source.load()
     image_shape = (1, generator.img_channels, *generator.img_shape)
     try:
         fwd.output_shape(image_shape)
     except ShapeError as err:
-        raise ShapeError(
-            f"gen={resolved.groups['gen'][0].name} and fwd={fwd.name} do not compose: {err}"
-        ) from err
+        name = resolved.components["gen"][0][0]
+        raise ShapeError(f"gen={name} and fwd={fwd.name} do not compose: {err}") from err
     generator = generator.to(dev).eval().requires_grad_(False)
     for term in [*likes, *priors]:
         term.bind(generator, fwd)
-    config["gen"]["model"] = generator.describe()
-    config["device"] = str(dev)
     return Problem(
-        generator=generator, forward_model=fwd, likelihoods=likes, priors=priors, solver=solver, config=config
+        generator=generator,
+        forward_model=fwd,
+        likelihoods=likes,
+        priors=priors,
+        solver=resolved.solver,
+        execution=resolved.execution,
+        config=resolved.describe(generator, dev),
     )
 
 

@@ -3,14 +3,20 @@
 Grammar (the CLI's trailing arguments, and ``brgm.compose``'s keyword arguments):
 
 - group selections: ``gen=NAME|PATH``, ``fwd=a+b`` (``y = b(a(x))``), ``like=a+b``, ``prior=a+b`` (or ``none``),
-  ``preset=NAME``;
-- field values: ``gen.KEY=V``, ``solver.KEY=V``, and for the multi-component groups ``fwd.KEY=V`` (the one
-  selected component that has ``KEY``) or ``fwd.NAME.KEY=V`` (that component).
+  ``solver=NAME`` (``map`` by default), ``preset=NAME``;
+- field values: ``gen.KEY=V``, ``solver.KEY=V`` (the chosen solver's fields, or the execution settings
+  ``solver.batch_size``, ``solver.checkpoint``, ``solver.autocast`` that every solver shares), and for the
+  multi-component groups ``fwd.KEY=V`` (the one selected component that has ``KEY``) or ``fwd.NAME.KEY=V``
+  (that component).
 
 Group selections apply before field values whatever their order, the last value of a key wins, and values are
 converted with the target attrs field's type and validated by its validators. Every error is a
 :class:`~brgm.core.errors.ConfigError` naming what was wrong and what is accepted (the CLI exits with status 2).
 Precedence, lowest first: defaults, the preset's selections and values, the user's selections and values.
+
+:func:`resolve` builds every component once: the :class:`Resolved` plan holds the built, validated objects
+(the generator's source, not its network, which :func:`~brgm.core.compose.compose_resolved` loads), and its
+:meth:`~Resolved.describe` is the configuration written next to a run's outputs.
 """
 
 from __future__ import annotations
@@ -22,15 +28,24 @@ from typing import Any
 import attrs
 
 from brgm.core.errors import ConfigError
+from brgm.core.generator import Generator, GeneratorSource
 from brgm.core.operators import ForwardModel, chain
-from brgm.core.params import build, check_field, did_you_mean
+from brgm.core.params import build, did_you_mean, field_names, field_values
+from brgm.core.presets import Preset
 from brgm.core.registry import Registry
-from brgm.core.solver import SolverConfig
+from brgm.core.solver import Execution, Solver, split_options
+from brgm.core.terms import Likelihood, Prior
 
 #: group -> registry kind
-GROUPS = {"gen": "generator", "fwd": "forward_model", "like": "likelihood", "prior": "prior"}
+GROUPS = {
+    "gen": "generator",
+    "fwd": "forward_model",
+    "like": "likelihood",
+    "prior": "prior",
+    "solver": "solver",
+}
 MULTI = ("fwd", "like", "prior")
-DEFAULT_SELECTIONS = {"like": "pixel", "prior": "gaussian+colinear"}
+DEFAULT_SELECTIONS = {"like": "pixel", "prior": "gaussian+colinear", "solver": "map"}
 NONE_WORDS = ("none", "null", "")
 
 
@@ -71,13 +86,58 @@ class Selection:
     instance: Any = None
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Resolved:
-    """Selections of every group plus solver values, before the components are built."""
+    """The plan of a run: every selected component built and validated, once.
 
-    preset: str | None
-    groups: dict[str, list[Selection]]
-    solver: dict[str, Any]
+    Attributes:
+        preset: the preset applied first, or None.
+        components: group -> ``[(name, component)]`` in the order selected; ``gen`` holds a generator source
+            (or a ready :class:`~brgm.core.generator.Generator`), loaded only when the problem is composed.
+        execution: the settings every solver shares.
+    """
+
+    preset: Preset | None
+    components: dict[str, list[tuple[str, Any]]]
+    execution: Execution
+    #: the forward model (a chain for ``fwd=a+b``)
+    forward_model: ForwardModel = attrs.field(init=False)
+
+    @forward_model.default
+    def _chain(self) -> ForwardModel:
+        return chain([obj for _, obj in self.components["fwd"]])
+
+    @property
+    def generator(self) -> GeneratorSource | Generator:
+        return self.components["gen"][0][1]
+
+    @property
+    def likelihoods(self) -> list[Likelihood]:
+        return [obj for _, obj in self.components["like"]]
+
+    @property
+    def priors(self) -> list[Prior]:
+        return [obj for _, obj in self.components["prior"]]
+
+    @property
+    def solver(self) -> Solver:
+        return self.components["solver"][0][1]
+
+    def describe(self, generator: Generator | None = None, device: object = None) -> dict[str, Any]:
+        """The full configuration: every parameter of every component (defaults included), the execution
+        settings, and, when given, the loaded ``generator``'s contract (``gen.model``) and the ``device``."""
+        out: dict[str, Any] = {"preset": self.preset.name if self.preset else None}
+        for group in GROUPS:
+            items = [describe_component(obj, name) for name, obj in self.components[group]]
+            out[group] = items if group in MULTI else items[0]
+        out["execution"] = _jsonable(field_values(self.execution))
+        if generator is not None:
+            out["gen"]["model"] = generator.describe()
+        if device is not None:
+            out["device"] = str(device)
+        if self.preset:
+            out["preset_notes"] = self.preset.notes
+        return out
 
 
 def _split(value: Any) -> list[Any]:
@@ -104,7 +164,7 @@ def _selection(item: Any) -> Selection:
 
 
 def resolve(settings: Mapping[str, Any], registry: Registry) -> Resolved:
-    """Apply the precedence rules to ``settings`` (see the module docstring)."""
+    """Apply the precedence rules to ``settings`` (see the module docstring) and build every component."""
     settings = normalise_keys(settings)
     preset = None
     if settings.get("preset") not in (None, "", "none"):
@@ -119,32 +179,39 @@ def resolve(settings: Mapping[str, Any], registry: Registry) -> Resolved:
             continue
         if key in GROUPS:
             selections[key] = value
-        elif key.split(".")[0] in (*GROUPS, "solver") and "." in key:
+        elif key.split(".")[0] in GROUPS and "." in key:
             values[key] = value
         else:
-            groups = [*GROUPS, "solver", "preset"]
+            groups = [*GROUPS, "preset"]
             raise ConfigError(
                 f"unknown key {key!r}{did_you_mean(key.split('.')[0], groups)}; keys start with one of: "
                 f"{', '.join(groups)} (e.g. fwd=kspace, fwd.acceleration=8, solver.steps=200)"
             )
     groups = {g: [_selection(item) for item in _split(selections.get(g))] for g in GROUPS}
-    if len(groups["gen"]) > 1:
-        raise ConfigError(f"select one generator, got gen={selections['gen']!r}")
+    for group, what in (("gen", "generator"), ("solver", "solver")):
+        if len(groups[group]) > 1:
+            raise ConfigError(f"select one {what}, got {group}={selections[group]!r}")
     if not groups["gen"]:
         raise ConfigError(
             "no generator selected: add gen=NAME (see `brgm plugins`) or gen=PATH to a checkpoint"
         )
     if not groups["fwd"]:
         raise ConfigError("no forward model selected: add fwd=NAME or fwd=a+b (see `brgm plugins`)")
+    if not groups["solver"]:
+        raise ConfigError("no solver selected: add solver=NAME (see `brgm plugins`), e.g. solver=map")
     for group, selected in groups.items():
         for sel in selected:
             if sel.instance is None and not (group == "gen" and is_path(sel.name, registry)):
                 registry.get(GROUPS[group], sel.name)  # unknown names fail here, with a did-you-mean
-    solver: dict[str, Any] = {}
+    execution: dict[str, Any] = {}
     user_keys = {k for k in settings if "." in k}
     for key, value in values.items():
-        _assign(key, value, groups, solver, registry, strict=key in user_keys)
-    return Resolved(preset.name if preset else None, groups, solver)
+        _assign(key, value, groups, execution, registry, strict=key in user_keys)
+    components = {
+        group: [(sel.name, instantiate(sel, group, registry)) for sel in selected]
+        for group, selected in groups.items()
+    }
+    return Resolved(preset, components, build(Execution, execution, "solver"))
 
 
 def is_path(name: str, registry: Registry) -> bool:
@@ -157,14 +224,19 @@ def _assign(
     key: str,
     value: Any,
     groups: dict[str, list[Selection]],
-    solver: dict[str, Any],
+    execution: dict[str, Any],
     registry: Registry,
     strict: bool,
 ) -> None:
     group, _, rest = key.partition(".")
     if group == "solver":
-        check_field(SolverConfig, "solver", rest)
-        solver[rest] = value
+        (sel,) = groups["solver"]
+        fields, shared = split_options(_component_class(sel, registry, group), {rest: value}, strict=strict)
+        if sel.instance is None:
+            sel.values.update(fields)
+        elif fields and strict:
+            raise ConfigError(f"{key}: set the parameters of the solver you passed on it, not as overrides")
+        execution.update(shared)
         return
     selected = groups[group]
     parts = rest.split(".")
@@ -217,10 +289,7 @@ def _component_class(sel: Selection, registry: Registry, group: str) -> type:
 
 
 def _field_names(sel: Selection, registry: Registry, group: str) -> list[str]:
-    cls = _component_class(sel, registry, group)
-    if sel.instance is not None or not attrs.has(cls):
-        return []
-    return [f.name for f in attrs.fields(cls) if f.init and not f.name.startswith("_")]
+    return [] if sel.instance is not None else field_names(_component_class(sel, registry, group))
 
 
 def build_forward_model(settings: Mapping[str, Any], registry: Registry | None = None) -> ForwardModel:
@@ -232,7 +301,7 @@ def build_forward_model(settings: Mapping[str, Any], registry: Registry | None =
     fwd = {k: v for k, v in normalise_keys(settings).items() if k == "fwd" or k.startswith("fwd.")}
     if "fwd" not in fwd:
         raise ConfigError("no forward model selected: add fwd=NAME or fwd=a+b (see `brgm plugins`)")
-    groups = {"fwd": [_selection(item) for item in _split(fwd["fwd"])], "gen": [], "like": [], "prior": []}
+    groups = {group: [] for group in GROUPS} | {"fwd": [_selection(item) for item in _split(fwd["fwd"])]}
     if not groups["fwd"]:
         raise ConfigError("no forward model selected: add fwd=NAME or fwd=a+b (see `brgm plugins`)")
     for sel in groups["fwd"]:
@@ -255,17 +324,13 @@ def instantiate(sel: Selection, group: str, registry: Registry) -> Any:
     values = dict(sel.values)
     if group == "gen" and is_path(sel.name, registry):
         values.setdefault("path", sel.name)
-    return build(_component_class(sel, registry, group), values, f"{group}.{sel.name}")
+    label = group if group == "solver" else f"{group}.{sel.name}"  # solver keys are spelled solver.KEY
+    return build(_component_class(sel, registry, group), values, label)
 
 
 def describe_component(obj: Any, name: str) -> dict[str, Any]:
     """``{"name": ..., **fields}`` of a component, for the resolved configuration file."""
-    out: dict[str, Any] = {"name": name}
-    if attrs.has(type(obj)):
-        for field in attrs.fields(type(obj)):
-            if field.init and not field.name.startswith("_"):
-                out[field.name] = _jsonable(getattr(obj, field.name))
-    return out
+    return {"name": name, **_jsonable(field_values(obj))}
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,7 +17,7 @@ from torch import nn
 from brgm.core.errors import ConfigError
 
 NoiseMode = Literal["const", "random", "none"]
-#: the ``autocast`` setting of sources and of the solver -> the dtype synthesis runs in (None: full precision)
+#: the ``solver.autocast`` setting -> the dtype synthesis runs in (None: full precision)
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -34,7 +34,8 @@ class Generator(nn.Module):
 
     Generators that can trade compute for memory also have the attributes ``checkpoint: bool`` (recompute
     activations in the backward pass) and ``autocast_dtype: torch.dtype | None`` (run synthesis under
-    ``torch.autocast``), read by ``synthesis`` on every call; :meth:`memory_options` sets them for a while.
+    ``torch.autocast``), read by ``synthesis`` on every call; :meth:`memory_options` sets them for a while (a
+    solve, from :class:`~brgm.core.solver.Execution`).
     """
 
     z_dim: int
@@ -101,23 +102,23 @@ class Generator(nn.Module):
     def memory_options(
         self, *, checkpoint: bool = False, autocast_dtype: torch.dtype | None = None
     ) -> Iterator[None]:
-        """Within the block, switch on activation checkpointing and/or autocast to ``autocast_dtype``
-        (``torch.bfloat16`` or ``torch.float16``); False / None keep the generator's own setting, which comes
-        back on exit. Asking a generator without the ``checkpoint`` / ``autocast_dtype`` attributes for either
-        is a :class:`~brgm.core.errors.ConfigError`, raised before anything runs."""
-        if not checkpoint and autocast_dtype is None:
+        """Within the block, run with activation checkpointing on or off and autocast to ``autocast_dtype``
+        (``torch.bfloat16``, ``torch.float16``, or None for full precision); the previous setting comes back on
+        exit. A solve sets them from its execution settings (``solver.checkpoint``, ``solver.autocast``). Asking
+        a generator without the ``checkpoint`` / ``autocast_dtype`` attributes for either is a
+        :class:`~brgm.core.errors.ConfigError`, raised before anything runs."""
+        if not (hasattr(self, "checkpoint") and hasattr(self, "autocast_dtype")):
+            if checkpoint or autocast_dtype is not None:
+                raise ConfigError(
+                    f"{type(self).__name__} supports neither activation checkpointing nor autocast; "
+                    "use solver.checkpoint=false solver.autocast=none with this generator"
+                )
             yield
             return
-        if not (hasattr(self, "checkpoint") and hasattr(self, "autocast_dtype")):
-            raise ConfigError(
-                f"{type(self).__name__} supports neither activation checkpointing nor autocast; "
-                "use solver.checkpoint=false solver.autocast=none with this generator"
-            )
         if autocast_dtype not in (None, torch.bfloat16, torch.float16):
             raise ConfigError(f"autocast_dtype must be torch.bfloat16 or torch.float16, got {autocast_dtype}")
         saved = self.checkpoint, self.autocast_dtype
-        self.checkpoint = saved[0] or checkpoint
-        self.autocast_dtype = autocast_dtype or saved[1]
+        self.checkpoint, self.autocast_dtype = checkpoint, autocast_dtype
         try:
             yield
         finally:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from brgm.core.generator import GeneratorSource
     from brgm.core.operators import ForwardModel
     from brgm.core.presets import Preset
+    from brgm.core.solver import Solver
     from brgm.core.terms import Likelihood, Prior
 
 hookspec = pluggy.HookspecMarker("brgm")
@@ -47,6 +48,11 @@ def register_likelihoods() -> list[type[Likelihood]]:
 @hookspec
 def register_priors() -> list[type[Prior]]:
     """Latent priors: attrs subclasses of :class:`~brgm.core.terms.Prior`."""
+
+
+@hookspec
+def register_solvers() -> list[type[Solver]]:
+    """Solvers: attrs subclasses of :class:`~brgm.core.solver.Solver` (chosen with ``solver=NAME``)."""
 
 
 @hookspec

@@ -95,14 +95,31 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return seed
 
 
+def field_names(cls: type) -> list[str]:
+    """The parameters of attrs class ``cls``: its public init fields (none for a class that is not attrs)."""
+    if not attrs.has(cls):
+        return []
+    return [f.name for f in attrs.fields(cls) if f.init and not f.name.startswith("_")]
+
+
+def field_values(obj: Any) -> dict[str, Any]:
+    """``{name: value}`` of the parameters of an attrs instance (see :func:`field_names`)."""
+    return {name: getattr(obj, name) for name in field_names(type(obj))}
+
+
+def unknown_key(group: str, field: str, names: Sequence[str]) -> ConfigError:
+    """The error for ``group.field`` when the valid parameters are ``names``, with a did-you-mean."""
+    return ConfigError(
+        f"{group}.{field}: no such parameter{did_you_mean(field, names)}; "
+        f"valid keys: {', '.join(f'{group}.{n}' for n in names) or 'none'}"
+    )
+
+
 def check_field(cls: type, group: str, field: str) -> None:
-    """Raise a :class:`ConfigError` with a did-you-mean unless ``field`` is an init field of attrs ``cls``."""
-    names = [f.name for f in attrs.fields(cls) if f.init]
+    """Raise a :class:`ConfigError` with a did-you-mean unless ``field`` is a parameter of attrs ``cls``."""
+    names = field_names(cls)
     if field not in names:
-        raise ConfigError(
-            f"{group}.{field}: no such parameter{did_you_mean(field, names)}; "
-            f"valid keys: {', '.join(f'{group}.{n}' for n in names)}"
-        )
+        raise unknown_key(group, field, names)
 
 
 def build(cls: type, values: Mapping[str, Any], label: str) -> Any:

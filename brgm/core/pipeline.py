@@ -127,7 +127,7 @@ def run(
     reporter.start(len(sources), len(sources) - len(todo))
     solved: list[str] = []
     groups: dict[tuple[int, ...], list[Prepared]] = {}
-    batch_size = problem.solver.batch_size
+    batch_size = problem.execution.batch_size
 
     def flush(group: list[Prepared]) -> None:
         for record in _solve_and_write(problem, group, out, digest, reporter):
@@ -347,7 +347,7 @@ def _write_item(
         metrics["diverged"] = True
         metrics["warning"] = (
             f"the energy ended far above where it started ({total[0]:.4g} -> {total[-1]:.4g}): the solve "
-            f"diverged; try a smaller solver.lr (now {problem.solver.lr:g})"
+            f"diverged; {problem.solver.divergence_advice()}"
         )
     timings = {"prepare_s": item.seconds, "solve_s": solve_seconds, "write_s": time.perf_counter() - start}
     return _record(

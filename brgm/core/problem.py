@@ -10,7 +10,7 @@ forward model, so every forward model, likelihood and metric sees [0, 1].
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -20,6 +20,9 @@ from brgm.core.errors import ShapeError
 from brgm.core.generator import Generator
 from brgm.core.operators import ForwardModel
 from brgm.core.terms import Latents, Likelihood, Prior, Term
+
+if TYPE_CHECKING:
+    from brgm.core.solver import Execution, Solver
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -31,15 +34,17 @@ class Problem:
         forward_model: the corruption ``f`` (a chain for ``fwd=a+b``).
         likelihoods: data terms, each with its weight λ.
         priors: latent energies, each with its weight μ.
-        solver: the solver configuration (:class:`~brgm.core.solver.SolverConfig`).
-        config: the resolved configuration, as written next to a run's outputs.
+        solver: the chosen solver (``solver=NAME``), whose fields are its settings.
+        execution: how the solver runs (batch size, checkpointing, autocast), whichever it is.
+        config: the resolved configuration of every component, as written next to a run's outputs.
     """
 
     generator: Generator
     forward_model: ForwardModel
     likelihoods: list[Likelihood]
     priors: list[Prior] = attrs.field(factory=list)
-    solver: Any = None
+    solver: Solver
+    execution: Execution
     config: dict[str, Any] = attrs.field(factory=dict)
 
     @property

@@ -1,5 +1,5 @@
-"""The component registry: every generator source, forward model, likelihood, prior and preset that the
-loaded plugins provide, by kind and name, with the plugin and version that gave it."""
+"""The component registry: every generator source, forward model, likelihood, prior, solver and preset that
+the loaded plugins provide, by kind and name, with the plugin and version that gave it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ KIND_HOOKS = {
     "forward_model": "register_forward_models",
     "likelihood": "register_likelihoods",
     "prior": "register_priors",
+    "solver": "register_solvers",
     "preset": "register_presets",
 }
 

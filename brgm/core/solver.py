@@ -1,75 +1,29 @@
-"""MAP reconstruction: Adam over W+ latents under a learning-rate schedule.
+"""The solver contract: a solver minimises (or samples) a problem's energy for a batch of measurements.
 
-The schedule ``"brgm"`` is BRGM-TF's (and NVIDIA's projector's): a linear ramp-up over the first ``rampup``
-fraction of the steps and a cosine ramp-down over the last ``rampdown`` fraction,
-
-    lr(t) = lr · min(1, t / rampup) · (0.5 − 0.5·cos(π · min(1, (1 − t) / rampdown))),   t = step / steps,
-
-and ``"constant"`` is BRGM-PyTorch's. Latents start at the mean of ``w`` (from ``G.w_stats``) tiled over the
-``num_ws`` layers, optionally plus BRGM-TF's single scalar jitter ``N(0, (init_jitter·σ)²)`` per image.
-
-``checkpoint`` and ``autocast`` trade compute or precision for memory during the solve (3D volumes): they are
-applied to the generator through :meth:`~brgm.core.generator.Generator.memory_options`.
+Solvers are components registered through the ``register_solvers`` hook (the built-ins in
+:mod:`brgm.plugins.solvers`) and chosen with ``solver=NAME``; their attrs fields are their settings
+(``solver.KEY=VALUE``). What every solver shares (batch size, activation checkpointing, autocast) is one
+:class:`Execution`, which :func:`reconstruct` applies around the solver: it splits the batch, switches the
+generator's memory options, and computes the baseline (the forward model's naive inverse), which no solver does.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import attrs
 import torch
 
-from brgm.core.errors import DivergenceWarning, NonFiniteEnergyError, ShapeError
-from brgm.core.generator import AUTOCAST_DTYPES
-from brgm.core.params import build, check_seed, interval, one_of, to_tuple
+from brgm.core.errors import DivergenceWarning, ShapeError
+from brgm.core.generator import AUTOCAST_DTYPES, Generator
+from brgm.core.params import build, check_seed, field_names, field_values, interval, one_of, unknown_key
 from brgm.core.problem import Problem
-from brgm.core.terms import Latents
 
 #: called after each step with (step, steps, energies of the step as floats summed over the batch)
 Progress = Callable[[int, int, dict[str, float]], None]
-
-
-def _betas(value: object) -> tuple[float, float]:
-    betas = to_tuple(float)(value)
-    if len(betas) != 2:
-        raise ValueError(f"betas must be two numbers, got {value!r}")
-    return betas  # type: ignore[return-value]
-
-
-@attrs.define(kw_only=True)
-class SolverConfig:
-    """Settings of the MAP solver (``solver.KEY=VALUE`` on the command line)."""
-
-    steps: int = attrs.field(default=500, converter=int, validator=interval(1, 1_000_000))
-    lr: float = attrs.field(default=0.1, converter=float, validator=interval(0, open_lo=True))
-    schedule: str = attrs.field(default="brgm", validator=one_of(("brgm", "constant")))
-    rampup: float = attrs.field(default=0.05, converter=float, validator=interval(0, 1, open_hi=True))
-    rampdown: float = attrs.field(default=0.25, converter=float, validator=interval(0, 1))
-    betas: tuple[float, float] = attrs.field(
-        default=(0.9, 0.999), converter=_betas, validator=interval(0, 1, open_hi=True)
-    )
-    eps: float = attrs.field(default=1e-8, converter=float, validator=interval(0, open_lo=True))
-    init_jitter: float = attrs.field(default=0.0, converter=float, validator=interval(0))
-    batch_size: int = attrs.field(default=8, converter=int, validator=interval(1, 4096))
-    #: recompute the generator's activations in the backward pass instead of storing them
-    checkpoint: bool = attrs.field(default=False, validator=one_of((False, True)))
-    #: run synthesis under autocast: "none", "bf16" or "fp16"
-    autocast: str = attrs.field(default="none", validator=one_of(tuple(AUTOCAST_DTYPES)))
-
-
-def learning_rate(step: int, config: SolverConfig) -> float:
-    """The learning rate of ``step`` (0-based) under ``config.schedule``."""
-    if config.schedule == "constant":
-        return config.lr
-    t = step / config.steps
-    ramp = 1.0
-    if config.rampdown > 0:
-        ramp = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / config.rampdown))
-    if config.rampup > 0:
-        ramp *= min(1.0, t / config.rampup)
-    return config.lr * ramp
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -77,21 +31,54 @@ class Result:
     """What a reconstruction returns (tensors on the CPU, detached).
 
     Attributes:
-        image: the reconstruction ``G(w*)`` as intensities ``[N, C, *spatial]`` in [0, 1] (clamped).
-        ws: the optimised W+ latents ``[N, num_ws, w_dim]``.
-        baseline: the forward model's naive inverse of the measurement, ``[N, C, *spatial]`` (clamped to [0, 1]).
-        history: per-step energies ``[steps, N]`` by term name, with ``"total"`` and ``"lr"`` (``[steps]``).
+        image: the reconstruction (MAP estimate or posterior mean) as intensities ``[N, C, *spatial]`` in [0, 1].
+        ws: the W+ latents ``[N, num_ws, w_dim]`` (optimised, or the posterior mean's).
+        history: per-step energies by term name, with ``"total"``: ``[steps, N]`` per item, or ``[steps]`` for
+            what all items share (such as the MAP solver's ``"lr"``).
         diverged: ``[N]`` bool, True where the energy ended far above where it started (see :func:`diverged`).
         noises: the optimised noise inputs (``[N, 1, *shape]`` each) when the problem optimises them, else None;
             ``G.synthesis(ws, noises=noises)`` renders ``image`` again.
+        std: a sampler's per-pixel posterior standard deviation, shaped like ``image``; else None.
+        samples: a sampler's posterior samples ``[S, N, C, *spatial]``; else None.
+        baseline: the forward model's naive inverse of the measurement ``[N, C, *spatial]`` (clamped to [0, 1]),
+            set by :func:`reconstruct` (solvers leave it None).
     """
 
     image: torch.Tensor
     ws: torch.Tensor
-    baseline: torch.Tensor
     history: dict[str, torch.Tensor]
     diverged: torch.Tensor
     noises: list[torch.Tensor] | None = None
+    std: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
+    baseline: torch.Tensor | None = None
+
+    @classmethod
+    def concat(cls, parts: Sequence[Result]) -> Result:
+        """The results of consecutive batches as one (items in order)."""
+        first = parts[0]
+
+        def cat(name: str, dim: int = 0) -> torch.Tensor | None:
+            tensors = [getattr(part, name) for part in parts]
+            return None if tensors[0] is None else torch.cat(tensors, dim)
+
+        history = {
+            key: torch.cat([part.history[key] for part in parts], dim=1) if value.ndim == 2 else value
+            for key, value in first.history.items()
+        }
+        noises = None
+        if first.noises is not None:
+            noises = [torch.cat(maps) for maps in zip(*(part.noises or [] for part in parts), strict=True)]
+        return cls(
+            image=torch.cat([part.image for part in parts]),
+            ws=torch.cat([part.ws for part in parts]),
+            history=history,
+            diverged=torch.cat([part.diverged for part in parts]),
+            noises=noises,
+            std=cat("std"),
+            samples=cat("samples", 1),
+            baseline=cat("baseline"),
+        )
 
 
 #: a solve diverged when its final energy exceeds its first by more than this many times the first's magnitude
@@ -105,159 +92,60 @@ def diverged(total: torch.Tensor) -> torch.Tensor:
     return end - start > DIVERGENCE_FACTOR * start.abs().clamp_min(torch.finfo(total.dtype).tiny)
 
 
-def _non_finite_message(
-    problem: Problem, latents: Latents, y: torch.Tensor, step: int, config: SolverConfig, bad: list[str]
-) -> str:
-    """Why the energy is non-finite: after step 0 the optimiser; at step 0 a weight or the input's scale."""
-    where = f"the energy became non-finite at step {step} of {config.steps} (terms: {', '.join(bad)})"
-    if step > 0:
-        return f"{where}; try a smaller solver.lr (now {config.lr:g}) or smaller term weights"
-    with torch.no_grad():
-        x, raw = problem.energies(latents, y, weighted=False)
-    if not torch.isfinite(x).all():
-        return f"{where}: the generator's output is non-finite at the initial latents (its weights?)"
-    terms = problem.terms()
-    causes = []
-    for key in bad:
-        if torch.isfinite(raw[key]).all():
-            causes.append(f"{key}.weight={terms[key].weight:g} times an energy of {raw[key].abs().max():.3g}")
-        else:
-            causes.append(f"{key} itself, on a measurement whose largest magnitude is {y.abs().max():.3g}")
-    return (
-        f"{where}: it overflows at the starting point, from {'; '.join(causes)}; lower the weight, or check "
-        "the input's intensity scale and the forward model's settings (such as a noise sigma)"
-    )
+@attrs.frozen(kw_only=True)
+class Execution:
+    """How any solver runs: ``solver.batch_size``, ``solver.checkpoint`` and ``solver.autocast`` on the command
+    line, whichever solver is chosen (the solver's own fields are its other ``solver.KEY`` settings)."""
+
+    #: measurements solved together; larger batches are split
+    batch_size: int = attrs.field(default=8, converter=int, validator=interval(1, 4096))
+    #: recompute the generator's activations in the backward pass instead of storing them
+    checkpoint: bool = attrs.field(default=False, validator=one_of((False, True)))
+    #: run synthesis under autocast: "none", "bf16" or "fp16"
+    autocast: str = attrs.field(default="none", validator=one_of(tuple(AUTOCAST_DTYPES)))
+
+    def memory(self, generator: Generator) -> contextlib.AbstractContextManager[None]:
+        """A context in which ``generator`` runs with these memory settings."""
+        return generator.memory_options(
+            checkpoint=self.checkpoint, autocast_dtype=AUTOCAST_DTYPES[self.autocast]
+        )
 
 
+@attrs.define(kw_only=True, eq=False)
 class Solver:
-    """Minimises a problem's energy for a batch of measurements."""
+    """Base of every solver: an attrs class (its fields are the settings) with a ClassVar ``name`` and a one-line
+    docstring, registered through the ``register_solvers`` hook."""
+
+    name: ClassVar[str] = ""
 
     def solve(
         self, problem: Problem, y: torch.Tensor, *, seeds: Sequence[int], progress: Progress | None = None
     ) -> Result:
-        """``y [N, *measurement]`` and one seed per item (its only source of randomness) -> the result."""
+        """``y [N, *measurement]`` on the problem's device (checked, at most ``batch_size`` items) and one seed per
+        item, its only source of randomness -> the result (``baseline`` left None)."""
         raise NotImplementedError
 
-
-@attrs.define
-class MAPSolver(Solver):
-    """Maximum a posteriori: Adam over W+ for a fixed number of steps."""
-
-    config: SolverConfig = attrs.field(factory=SolverConfig)
-
-    def initial_latents(self, problem: Problem, seeds: Sequence[int]) -> torch.Tensor:
-        """``[len(seeds), num_ws, w_dim]``: the mean ``w`` tiled, plus each item's jitter drawn from its seed."""
-        G = problem.generator
-        mean, std = G.w_stats()
-        ws = mean.to(problem.device, torch.float32).reshape(1, 1, -1).repeat(len(seeds), G.num_ws, 1)
-        if self.config.init_jitter > 0:
-            draws = [torch.randn(1, 1, generator=torch.Generator().manual_seed(s)) for s in seeds]
-            jitter = torch.stack(draws) * (self.config.init_jitter * float(std))
-            ws = ws + jitter.to(ws.device)
-        return ws
-
-    def solve(
-        self, problem: Problem, y: torch.Tensor, *, seeds: Sequence[int], progress: Progress | None = None
-    ) -> Result:
-        cfg = self.config
-        y = problem.check_measurement(y).to(problem.device)
-        if len(seeds) != y.shape[0]:
-            raise ShapeError(f"got {len(seeds)} seed(s) for a batch of {y.shape[0]} measurement(s)")
-        images, latents, histories, noises = [], [], [], []
-        memory = problem.generator.memory_options(
-            checkpoint=cfg.checkpoint, autocast_dtype=AUTOCAST_DTYPES[cfg.autocast]
-        )
-        with memory:
-            for start in range(0, y.shape[0], cfg.batch_size):
-                chunk = y[start : start + cfg.batch_size]
-                ws0 = self.initial_latents(problem, seeds[start : start + cfg.batch_size])
-                image, chunk_latents, history = self._solve_chunk(problem, chunk, ws0, progress)
-                images.append(image)
-                latents.append(chunk_latents.ws)
-                noises.append(chunk_latents.noises)
-                histories.append(history)
-        history = {k: torch.cat([h[k] for h in histories], dim=1) for k in histories[0] if k != "lr"}
-        history["lr"] = histories[0]["lr"]
-        with torch.no_grad():
-            baseline = problem.baseline(y).clamp(0, 1).float().cpu()
-        flags = diverged(history["total"])
-        if flags.any():
-            total = history["total"]
-            items = ", ".join(
-                f"item {i}: {total[0, i]:.4g} -> {total[-1, i]:.4g}" for i in flags.nonzero()[:, 0].tolist()
-            )
-            warnings.warn(
-                f"the energy ended far above where it started ({items}): the solve diverged; "
-                f"try a smaller solver.lr (now {cfg.lr:g})",
-                DivergenceWarning,
-                stacklevel=2,
-            )
-        return Result(
-            image=torch.cat(images),
-            ws=torch.cat(latents),
-            baseline=baseline,
-            history=history,
-            diverged=flags,
-            noises=None if noises[0] is None else [torch.cat(maps) for maps in zip(*noises, strict=True)],
-        )
-
-    def _solve_chunk(
-        self, problem: Problem, y: torch.Tensor, ws0: torch.Tensor, progress: Progress | None
-    ) -> tuple[torch.Tensor, Latents, dict[str, torch.Tensor]]:
-        """Solve one batch: the images ``[n, C, *spatial]``, the final latents and the history (on the CPU)."""
-        cfg = self.config
-        ws = ws0.clone().requires_grad_(True)
-        noises = None
-        if problem.optimises_noise:
-            noises = [
-                n.to(problem.device).requires_grad_(True) for n in problem.generator.noise_inputs(len(y))
-            ]
-        latents = Latents(ws=ws, noises=noises)
-        optimizer = torch.optim.Adam([ws, *(noises or [])], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-        names = [*problem.terms(), "total"]
-        record = torch.empty(len(names), cfg.steps, y.shape[0], dtype=torch.float64)
-        lrs = torch.empty(cfg.steps, dtype=torch.float64)
-        for step in range(cfg.steps):
-            lr = learning_rate(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            _, terms = problem.energies(latents, y)
-            total = torch.stack(list(terms.values())).sum(dim=0)
-            energies = torch.stack([*terms.values(), total]).detach().double().cpu()
-            if not torch.isfinite(energies).all():
-                bad = [
-                    n for n, e in zip(names[:-1], energies[:-1], strict=True) if not torch.isfinite(e).all()
-                ]
-                raise NonFiniteEnergyError(_non_finite_message(problem, latents, y, step, cfg, bad))
-            record[:, step] = energies
-            lrs[step] = lr
-            optimizer.zero_grad(set_to_none=True)
-            total.sum().backward()
-            optimizer.step()
-            if noises is not None:
-                normalise_noises(noises)
-            if progress is not None:
-                progress(
-                    step + 1, cfg.steps, {n: float(e.sum()) for n, e in zip(names, energies, strict=True)}
-                )
-        with torch.no_grad():
-            image = problem.image(latents).clamp(0, 1).float().cpu()
-        history = {name: record[i] for i, name in enumerate(names)}
-        history["lr"] = lrs
-        final = Latents(
-            ws=ws.detach().cpu(), noises=None if noises is None else [n.detach().cpu() for n in noises]
-        )
-        return image, final, history
+    def divergence_advice(self) -> str:
+        """What to change when a solve diverged (ends the warning)."""
+        return "try smaller term weights"
 
 
-@torch.no_grad()
-def normalise_noises(noises: list[torch.Tensor]) -> None:
-    """Shift and scale each item's noise maps ``[N, 1, *shape]`` in place to zero mean and unit variance (the
-    projector's rule, which keeps optimised noise from absorbing image content through its scale)."""
-    for noise in noises:
-        dims = tuple(range(1, noise.ndim))
-        noise.sub_(noise.mean(dim=dims, keepdim=True))
-        noise.mul_(noise.square().mean(dim=dims, keepdim=True).rsqrt())
+def split_options(
+    solver: type[Solver], values: Mapping[str, Any], *, strict: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``solver.KEY`` values -> (the solver's fields, the :class:`Execution` fields); an unknown key is a
+    :class:`~brgm.core.errors.ConfigError` with a did-you-mean (dropped instead when not ``strict``)."""
+    own, shared = field_names(solver), field_names(Execution)
+    fields: dict[str, Any] = {}
+    execution: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in shared:
+            execution[key] = value
+        elif key in own:
+            fields[key] = value
+        elif strict:
+            raise unknown_key("solver", key, [*own, *shared])
+    return fields, execution
 
 
 def reconstruct(
@@ -268,21 +156,51 @@ def reconstruct(
     seed: int = 0,
     seeds: Sequence[int] | None = None,
     progress: Progress | None = None,
+    solver: Solver | None = None,
     **solver_options: object,
 ) -> Result:
-    """Reconstruct ``y`` (``[N, *measurement]`` or one measurement without the batch axis) by MAP.
+    """Reconstruct ``y`` (``[N, *measurement]`` or one measurement without the batch axis) with the problem's
+    solver (or ``solver``), in batches of ``batch_size``, and add the baseline to the result.
 
-    ``y`` may be a tensor or a numpy array. ``steps`` and ``solver_options`` (any :class:`SolverConfig` field,
-    values or their text) override the problem's solver settings; an unknown option, a bad value or an
-    out-of-range seed (an integer in [0, 2**63 − 1]) is a :class:`~brgm.core.errors.ConfigError`. Every item's
-    randomness comes from its own seed: ``seeds`` (one per item) or else ``seed`` for all, so an item gives the
-    same result alone or at any position of any batch.
+    ``y`` may be a tensor or a numpy array. ``steps`` and ``solver_options`` (the solver's fields or the
+    :class:`Execution` fields, values or their text) override the problem's settings; an unknown option, a bad
+    value or an out-of-range seed (an integer in [0, 2**63 − 1]) is a :class:`~brgm.core.errors.ConfigError`.
+    Every item's randomness comes from its own seed: ``seeds`` (one per item) or else ``seed`` for all, so an item
+    gives the same result alone or at any position of any batch.
     """
-    base = problem.solver if isinstance(problem.solver, SolverConfig) else SolverConfig()
-    changes = dict(solver_options)
+    solver = solver or problem.solver
+    options = dict(solver_options)
     if steps is not None:
-        changes["steps"] = steps
-    config = build(SolverConfig, {**attrs.asdict(base, recurse=False), **changes}, "solver")
-    y = problem.check_measurement(y)
+        options["steps"] = steps
+    fields, shared = split_options(type(solver), options)
+    if fields:
+        solver = build(type(solver), {**field_values(solver), **fields}, "solver")
+    execution = problem.execution
+    if shared:
+        execution = build(Execution, {**field_values(execution), **shared}, "solver")
+    y = problem.check_measurement(y).to(problem.device)
     seeds = [check_seed(s) for s in (seeds if seeds is not None else [seed] * y.shape[0])]
-    return MAPSolver(config).solve(problem, y, seeds=seeds, progress=progress)
+    if len(seeds) != y.shape[0]:
+        raise ShapeError(f"got {len(seeds)} seed(s) for a batch of {y.shape[0]} measurement(s)")
+    size = execution.batch_size
+    with execution.memory(problem.generator):
+        parts = [
+            solver.solve(problem, y[i : i + size], seeds=seeds[i : i + size], progress=progress)
+            for i in range(0, len(seeds), size)
+        ]
+    result = Result.concat(parts)
+    with torch.no_grad():
+        result.baseline = problem.baseline(y).clamp(0, 1).float().cpu()
+    if result.diverged.any():
+        total = result.history["total"]
+        items = ", ".join(
+            f"item {i}: {total[0, i]:.4g} -> {total[-1, i]:.4g}"
+            for i in result.diverged.nonzero()[:, 0].tolist()
+        )
+        warnings.warn(
+            f"the energy ended far above where it started ({items}): the solve diverged; "
+            f"{solver.divergence_advice()}",
+            DivergenceWarning,
+            stacklevel=2,
+        )
+    return result
