@@ -251,6 +251,10 @@ def test_a_solver_gives_mean_std_and_samples_and_reconstruct_adds_the_baseline(p
     torch.testing.assert_close(single.samples[:, 0], result.samples[:, 2])
     with pytest.raises(ConfigError, match=r"solver.sample: no such parameter \(did you mean 'samples'\?\)"):
         brgm.reconstruct(problem, y, solver=solver, sample=2)
+    named = brgm.reconstruct(problem, y, solver="map", steps=3, seed=0)
+    torch.testing.assert_close(named.ws, brgm.reconstruct(problem, y, steps=3, seed=0).ws, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match=r"unknown solver 'mapp' \(did you mean 'map'\?\)"):
+        brgm.reconstruct(problem, y, solver="mapp")
 
 
 def test_solver_selection_and_execution_settings_in_compose(problem) -> None:

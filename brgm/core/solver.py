@@ -156,18 +156,25 @@ def reconstruct(
     seed: int = 0,
     seeds: Sequence[int] | None = None,
     progress: Progress | None = None,
-    solver: Solver | None = None,
+    solver: str | Solver | None = None,
     **solver_options: object,
 ) -> Result:
     """Reconstruct ``y`` (``[N, *measurement]`` or one measurement without the batch axis) with the problem's
-    solver (or ``solver``), in batches of ``batch_size``, and add the baseline to the result.
+    solver, or ``solver`` (a registered name or an instance), in batches of ``batch_size``, and add the baseline
+    to the result.
 
     ``y`` may be a tensor or a numpy array. ``steps`` and ``solver_options`` (the solver's fields or the
-    :class:`Execution` fields, values or their text) override the problem's settings; an unknown option, a bad
-    value or an out-of-range seed (an integer in [0, 2**63 − 1]) is a :class:`~brgm.core.errors.ConfigError`.
-    Every item's randomness comes from its own seed: ``seeds`` (one per item) or else ``seed`` for all, so an item
-    gives the same result alone or at any position of any batch.
+    :class:`Execution` fields, values or their text) override the problem's settings (a solver named here starts
+    from its defaults unless it is the problem's); an unknown option, a bad value or an out-of-range seed (an
+    integer in [0, 2**63 − 1]) is a :class:`~brgm.core.errors.ConfigError`. Every item's randomness comes from its
+    own seed: ``seeds`` (one per item) or else ``seed`` for all, so an item gives the same result alone or at any
+    position of any batch.
     """
+    if isinstance(solver, str):
+        from brgm.core.plugins import registry
+
+        cls = registry().get("solver", solver).obj
+        solver = problem.solver if type(problem.solver) is cls else build(cls, {}, "solver")
     solver = solver or problem.solver
     options = dict(solver_options)
     if steps is not None:
