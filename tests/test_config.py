@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
 import attrs
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -172,3 +174,48 @@ def test_any_override_string_resolves_or_is_a_config_error(pairs: list[tuple[str
         assert str(err)
     else:
         assert cfg["gen"]["name"] and cfg["fwd"]
+
+
+def test_a_compose_run_builds_each_component_and_the_registry_once(monkeypatch, tmp_path: Path) -> None:
+    """One ``brgm compose`` run: every component class is instantiated once, the registry built once, and
+    config.json describes the objects the dry run describes (plus the loaded network and the run's settings)."""
+    from typer.testing import CliRunner
+
+    from brgm.cli.app import app
+    from brgm.core import plugins
+    from brgm.core.operators import Chain
+    from brgm.core.registry import Registry
+    from brgm.core.solver import Execution
+    from brgm.plugins.forward_models.kspace import KSpace
+    from brgm.plugins.likelihoods.pixel import PixelLikelihood
+    from brgm.plugins.priors.gaussian import GaussianPrior
+    from brgm.plugins.solvers.map import MAPSolver
+    from tests.plugins.test_plugin import Scale, Spread, TinySource
+
+    classes = [TinySource, Scale, KSpace, Chain, PixelLikelihood, GaussianPrior, Spread, MAPSolver, Execution]
+    counts: dict[str, int] = {}
+    for cls in [*classes, Registry]:
+
+        def counting(self, *args, _init=cls.__init__, _name=cls.__name__, **kwargs) -> None:
+            counts[_name] = counts.get(_name, 0) + 1
+            _init(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    monkeypatch.setattr(plugins, "_built", None)  # as in a new process
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).random((1, 16, 16)).astype(np.float32))
+    np.save(tmp_path / "b.npy", np.random.default_rng(1).random((1, 16, 16)).astype(np.float32))
+    tokens = [
+        "gen=tiny", "gen.size=16", "fwd=test_scale+kspace", "like=pixel", "prior=gaussian+test_spread",
+        "solver=map", "solver.steps=2", "solver.batch_size=1",
+    ]  # fmt: skip
+    run = ["compose", *tokens, "--input", str(tmp_path / "a.npy"), "--input", str(tmp_path / "b.npy")]
+    result = CliRunner().invoke(app, [*run, "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert counts == {cls.__name__: 1 for cls in [*classes, Registry]}
+
+    dry = CliRunner().invoke(app, ["compose", *tokens, "--dry-run"])
+    described = json.loads(dry.output)
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert written["gen"] == {**described["gen"], "model": written["gen"]["model"]}
+    assert {key: written[key] for key in described} | {"gen": described["gen"]} == described
+    assert written["device"] == "cpu" and written["execution"]["batch_size"] == 1
