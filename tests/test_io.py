@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +20,14 @@ from pydicom.uid import generate_uid
 
 from brgm.core import io
 from brgm.core.errors import ImageFileError, ShapeError
+from tests.test_hostile_checkpoints import (
+    BATCH_SECONDS,
+    BYTEARRAY,
+    FILE_SECONDS,
+    MEMORY_CAP,
+    hash_bomb,
+    torch_zip,
+)
 
 MRICRON = Path("/usr/share/mricron/templates")
 ITK_DATA = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
@@ -438,6 +449,46 @@ def test_pickles_are_never_executed(tmp_path):
     torch.save({"x": torch.zeros(2, 2)}, tmp_path / "dict.pt")
     with pytest.raises(ImageFileError, match=r"expected one tensor in the \.pt file, got a dict"):
         io.load(tmp_path / "dict.pt")
+
+
+#: loads each file given with brgm.core.io.load under an address-space cap, printing how it ended and how long it took
+HOSTILE_LOADER = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
+from brgm.core import io
+from brgm.core.errors import ImageFileError
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        io.load(path)
+        outcome = "loaded"
+    except ImageFileError:
+        outcome = "ImageFileError"
+    except BaseException as err:
+        outcome = type(err).__name__
+    print(outcome, f"{{time.perf_counter() - start:.2f}}", flush=True)
+"""
+
+
+def test_hostile_pt_inputs_are_image_file_errors_within_seconds(tmp_path):
+    """A hash bomb, ``bytearray(2**40)`` and a stride-0 view of 4 bytes as 16 GiB end in ImageFileError within
+    seconds and bounded memory (torch's weights-only loader alone hangs or allocates on each)."""
+    (tmp_path / "hash-bomb.pt").write_bytes(torch_zip(hash_bomb()))
+    (tmp_path / "bytearray.pt").write_bytes(torch_zip(BYTEARRAY))
+    torch.save(torch.zeros(1).expand(1 << 16, 1 << 16), tmp_path / "view.pt")
+    paths = [str(tmp_path / name) for name in ("hash-bomb.pt", "bytearray.pt", "view.pt")]
+    proc = subprocess.run(
+        [sys.executable, "-c", HOSTILE_LOADER.format(cap=MEMORY_CAP), *paths],
+        capture_output=True,
+        text=True,
+        timeout=BATCH_SECONDS,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    outcomes = [line.split() for line in proc.stdout.splitlines()]
+    assert len(outcomes) == len(paths), proc.stderr[-2000:]
+    for path, (outcome, seconds) in zip(paths, outcomes, strict=True):
+        assert outcome == "ImageFileError", Path(path).name
+        assert float(seconds) < FILE_SECONDS, Path(path).name
 
 
 def test_unknown_missing_and_corrupt_files(tmp_path):

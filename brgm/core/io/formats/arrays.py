@@ -1,5 +1,5 @@
 """brgm's own array files: ``.npy`` (NumPy, read without pickle) and ``.pt`` (one tensor, read with
-``torch.load(weights_only=True)``).
+:func:`~brgm.core.safe_torch.safe_torch_load`: ``torch.load(weights_only=True)`` after a bounded scan).
 
 They hold channel-first data in brgm's units: real intensities in [0, 1] taken as they are, or complex k-space.
 Layout by number of dimensions: 2 is ``(H, W)``, 3 is ``(C, H, W)``, 4 is ``(C, D, H, W)`` and 5 is
@@ -17,6 +17,7 @@ import torch
 
 from brgm.core.errors import ImageFileError
 from brgm.core.io.formats.meta import AS_STORED, Meta
+from brgm.core.safe_torch import safe_torch_load
 
 LAYOUT = "(H, W), (C, H, W), (C, D, H, W) or (1, C, D, H, W)"
 
@@ -39,7 +40,7 @@ def read(path: Path, fmt: str) -> tuple[np.ndarray, Meta]:
             # anything is allocated
             array = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
         else:
-            tensor = torch.load(path, map_location="cpu", weights_only=True)
+            tensor = safe_torch_load(path, error=ImageFileError)
             if not isinstance(tensor, torch.Tensor):
                 raise ImageFileError(
                     f"{path}: expected one tensor in the .pt file, got a {type(tensor).__name__}"
