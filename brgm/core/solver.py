@@ -113,8 +113,9 @@ class Execution:
 
 @attrs.define(kw_only=True, eq=False)
 class Solver:
-    """Base of every solver: an attrs class (its fields are the settings) with a ClassVar ``name`` and a one-line
-    docstring, registered through the ``register_solvers`` hook."""
+    """Base of every solver: an attrs class (its fields are the settings, named unlike the :class:`Execution`
+    fields, which ``solver.KEY`` reaches first) with a ClassVar ``name`` and a one-line docstring, registered
+    through the ``register_solvers`` hook."""
 
     name: ClassVar[str] = ""
 
