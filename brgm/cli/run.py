@@ -31,12 +31,12 @@ class RichReporter(pipeline.Reporter):
                 highlight=False,
             )
 
-    def solving(self, keys: Sequence[str], steps: int) -> StepProgress:
-        self.progress.reset(self.steps, total=steps, visible=True, description=f"solving {len(keys)}")
+    def solving(self, keys: Sequence[str]) -> StepProgress:
+        self.progress.reset(self.steps, total=None, visible=True, description=f"solving {len(keys)}")
 
         def update(step: int, total: int, energies: dict[str, float]) -> None:
             description = f"solving {len(keys)}: energy {energies['total']:.4g}"
-            self.progress.update(self.steps, completed=step, description=description)
+            self.progress.update(self.steps, completed=step, total=total, description=description)
 
         return update
 

@@ -63,8 +63,9 @@ class Reporter:
     def start(self, total: int, finished: int) -> None:
         """``total`` items, of which ``finished`` were done by an earlier run with this configuration."""
 
-    def solving(self, keys: Sequence[str], steps: int) -> Progress | None:
-        """A batch of ``keys`` starts: return a per-step callback for the solver, or None."""
+    def solving(self, keys: Sequence[str]) -> Progress | None:
+        """A batch of ``keys`` starts: return a per-step callback for the solver (it is told the step count),
+        or None."""
         return None
 
     def item(self, record: Mapping[str, Any]) -> None:
@@ -310,7 +311,7 @@ def _solve_and_write(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DivergenceWarning)  # recorded per item below
-            progress = reporter.solving([item.source.key for item in batch], problem.solver.steps)
+            progress = reporter.solving([item.source.key for item in batch])
             result = reconstruct(problem, y, seeds=[item.seed for item in batch], progress=progress)
     except BrgmError as err:
         for item in batch:
