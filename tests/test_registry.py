@@ -71,6 +71,23 @@ def test_hook_register_presets() -> None:
     assert c.obj is test_plugin.TEST_PRESET and c.description == "A preset of the test plugin."
 
 
+def test_hook_register_formats() -> None:
+    from brgm.core.io.formats import nifti
+
+    c = component_of("format", "nifti")
+    assert c.obj is nifti.FORMAT and c.plugin == "brgm.core.io.formats.builtin"
+    assert c.obj.suffixes == (".nii", ".nii.gz") and c.obj.output_suffix == ".nii.gz"
+    assert c.description.startswith("NIfTI") and c.params() == []
+
+
+def test_hook_register_checkpoint_readers() -> None:
+    c = component_of("checkpoint_reader", "safetensors")
+    assert c.plugin == "brgm.plugins.generators" and c.params() == []
+    assert c.description.startswith("safetensors files")
+    names = [r.name for r in registry().registered("checkpoint_reader")]
+    assert names[:3] == ["torch-zip", "pickle", "safetensors"]  # brgm's own, tried first
+
+
 def test_every_hook_has_a_test() -> None:
     """A new hook must come with its own test_hook_<name> here (datasette's meta-test)."""
     specs = [
@@ -102,6 +119,40 @@ def test_duplicate_name_names_both_plugins(extra_plugin) -> None:
     extra_plugin(Again(), "second-plugin")
     with pytest.raises(PluginError, match=r"named 'tiny': 'tests.plugins.test_plugin' and 'second-plugin'"):
         registry()
+
+
+@pytest.mark.parametrize(
+    ("hook", "message"),
+    [
+        ("register_formats", "a format named 'png'"),
+        ("register_checkpoint_readers", "a checkpoint reader named 'pickle'"),
+    ],
+)
+def test_duplicate_format_or_reader_name_is_an_error(extra_plugin, hook: str, message: str) -> None:
+    from brgm.core.io.formats import raster
+    from brgm.plugins.generators.checkpoints import READERS
+
+    again = {"register_formats": raster.FORMATS[0], "register_checkpoint_readers": READERS[1]}[hook]
+    plugin = type("Again", (), {hook: staticmethod(hookimpl(lambda: [again]))})
+    extra_plugin(plugin, "again-plugin")
+    with pytest.raises(PluginError, match=rf"two plugins register {message}: '.*' and 'again-plugin'"):
+        registry()
+
+
+def test_two_formats_claiming_one_suffix_is_an_error(extra_plugin) -> None:
+    import attrs
+
+    from brgm.core import io
+    from brgm.core.io.formats import raster
+
+    class Other:
+        @hookimpl
+        def register_formats(self):
+            return [attrs.evolve(raster.FORMATS[0], name="other-png")]
+
+    extra_plugin(Other(), "other-plugin")
+    with pytest.raises(PluginError, match=r"suffix '\.png': 'png' and 'other-png' \(plugin 'other-plugin'\)"):
+        io.detect_format("x.png")
 
 
 def test_misspelled_hook_is_an_error_with_a_suggestion(extra_plugin) -> None:

@@ -1,4 +1,5 @@
-"""The hooks a brgm plugin implements. Each returns a list of component classes (or presets).
+"""The hooks a brgm plugin implements. Each returns a list of components: classes (generator sources, forward
+models, likelihoods, priors, solvers) or ready objects (presets, file formats, checkpoint readers).
 
 A plugin is a module or object with functions decorated by :data:`brgm.hookimpl`::
 
@@ -20,10 +21,12 @@ import pluggy
 
 if TYPE_CHECKING:
     from brgm.core.generator import GeneratorSource
+    from brgm.core.io.formats import FileFormat
     from brgm.core.operators import ForwardModel
     from brgm.core.presets import Preset
     from brgm.core.solver import Solver
     from brgm.core.terms import Likelihood, Prior
+    from brgm.plugins.generators.checkpoints import CheckpointReader
 
 hookspec = pluggy.HookspecMarker("brgm")
 hookimpl = pluggy.HookimplMarker("brgm")
@@ -58,3 +61,18 @@ def register_solvers() -> list[type[Solver]]:
 @hookspec
 def register_presets() -> list[Preset]:
     """Named configurations (:class:`~brgm.core.presets.Preset`): component selections and parameter values."""
+
+
+@hookspec
+def register_formats() -> list[FileFormat]:
+    """File formats: instances of :class:`~brgm.core.io.formats.FileFormat` (a name, the file suffixes it
+    claims, ``read`` and ``write``), which :func:`brgm.core.io.load` and :func:`~brgm.core.io.save` pick by a
+    path's suffix. Two formats may not claim one suffix."""
+
+
+@hookspec
+def register_checkpoint_readers() -> list[CheckpointReader]:
+    """Generator checkpoint readers: instances of
+    :class:`~brgm.plugins.generators.checkpoints.CheckpointReader` (a name, ``recognises(path, head)`` on the
+    file's first bytes, ``read(path)`` returning a :class:`~brgm.plugins.generators.checkpoints.Checkpoint`).
+    A checkpoint is read by the first registered reader that recognises it (brgm's own are registered first)."""

@@ -23,9 +23,6 @@ from brgm.core.errors import ConfigError, ImageFileError
 from brgm.core.io.formats import arrays
 from brgm.core.io.formats.meta import missing_to_background
 
-#: file suffixes read as inputs when an input is a directory
-INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".npy", ".pt")
-
 
 @attrs.frozen(eq=False)
 class Source:
@@ -84,10 +81,11 @@ def _expand(path: Path) -> list[Path]:
         raise ImageFileError(f"{path}: no such file or directory")
     if not path.is_dir() or any(path.glob("*.dcm")):
         return [path]
+    suffixes = io.input_suffixes()  # of the registered formats
     return [
         p
         for p in path.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(INPUT_SUFFIXES)
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffixes)
     ]
 
 

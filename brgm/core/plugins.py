@@ -23,6 +23,7 @@ DEFAULT_PLUGINS = (
     "brgm.plugins.priors",
     "brgm.plugins.solvers",
     "brgm.plugins.presets",
+    "brgm.core.io.formats.builtin",
 )
 
 pm = pluggy.PluginManager("brgm")

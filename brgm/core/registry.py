@@ -1,5 +1,6 @@
-"""The component registry: every generator source, forward model, likelihood, prior, solver and preset that
-the loaded plugins provide, by kind and name, with the plugin and version that gave it."""
+"""The component registry: every generator source, forward model, likelihood, prior, solver, preset, file
+format and checkpoint reader that the loaded plugins provide, by kind and name, with the plugin and version that
+gave it."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ KIND_HOOKS = {
     "prior": "register_priors",
     "solver": "register_solvers",
     "preset": "register_presets",
+    "format": "register_formats",
+    "checkpoint_reader": "register_checkpoint_readers",
 }
 
 
 def describe(obj: Any) -> str:
-    """The first line of a component's docstring (or a preset's description)."""
-    if isinstance(obj, Preset):
+    """The ``description`` of a component registered as an object (a preset, a file format, a checkpoint
+    reader), else the first line of its class's docstring."""
+    if not isinstance(obj, type) and isinstance(getattr(obj, "description", None), str):
         return obj.description
     doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
@@ -35,7 +39,7 @@ def describe(obj: Any) -> str:
 
 @attrs.frozen
 class Component:
-    """One registered component: its kind, name, class (or preset), and the plugin that gave it."""
+    """One registered component: its kind, name, class (or object), and the plugin that gave it."""
 
     kind: str
     name: str
@@ -48,13 +52,14 @@ class Component:
         return describe(self.obj)
 
     def params(self) -> list[dict[str, Any]]:
-        """The parameters a user may set (name, type, default of each public attrs field); a preset's settings."""
+        """The parameters a user may set (name, type, default of each public attrs field of a component class);
+        a preset's settings; none for other objects (file formats, checkpoint readers)."""
         if isinstance(self.obj, Preset):
             settings = {**self.obj.select, **self.obj.values}
             return [
                 {"name": key, "type": "preset value", "default": _plain(v)} for key, v in settings.items()
             ]
-        if not attrs.has(self.obj):
+        if not (isinstance(self.obj, type) and attrs.has(self.obj)):
             return []
         with contextlib.suppress(NameError):  # an annotation unknown at run time is shown as written
             attrs.resolve_types(self.obj)
@@ -122,6 +127,10 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._by_kind[kind])
+
+    def registered(self, kind: str) -> list[Component]:
+        """The components of ``kind`` in registration order (brgm's own plugins first)."""
+        return list(self._by_kind[kind].values())
 
     def get(self, kind: str, name: str) -> Component:
         """The component ``name`` of ``kind``; a :class:`ConfigError` with a did-you-mean when unknown."""

@@ -26,6 +26,10 @@ measurement or reconstruction re-reads on the scale of the input it came from.
 
 Non-finite values (NaN, ±inf) are missing: windows are computed without them, and they are read as 0
 (background) with a warning that counts them; a file without any finite value is refused.
+
+Formats are components (:class:`~brgm.core.io.formats.FileFormat`) registered through the ``register_formats``
+hook, those of the table by brgm's default plugin :mod:`brgm.core.io.formats.builtin`; a plugin adds one (its
+suffixes, reader and writer) without any change here.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ import attrs
 import numpy as np
 import torch
 
-from brgm.core.errors import ImageFileError
+from brgm.core import plugins
+from brgm.core.errors import ImageFileError, PluginError
 from brgm.core.io.files import atomic_directory, atomic_path
-from brgm.core.io.formats import arrays, dicom, nifti, raster
+from brgm.core.io.formats import FileFormat
 from brgm.core.io.formats.meta import GridFit, Intensity, Meta, missing_to_background
 from brgm.core.io.grid import back_to_input_grid, fit_to_grid, regrid
 
 __all__ = [
+    "FileFormat",
     "GridFit",
     "Intensity",
     "Loaded",
@@ -50,37 +56,42 @@ __all__ = [
     "back_to_input_grid",
     "detect_format",
     "fit_to_grid",
+    "formats",
+    "input_suffixes",
     "load",
     "output_suffix",
     "save",
     "split_suffix",
 ]
 
-#: file suffix -> format
-SUFFIXES = {
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".dcm": "dicom",
-    ".nii": "nifti",
-    ".nii.gz": "nifti",
-    ".npy": "npy",
-    ".pt": "pt",
-}
-#: format -> the suffix outputs get
-OUTPUT_SUFFIXES = {
-    "png": ".png",
-    "jpeg": ".jpg",
-    "tiff": ".tif",
-    "dicom": ".dcm",
-    "dicom-series": "",
-    "nifti": ".nii.gz",
-    "npy": ".npy",
-    "pt": ".pt",
-}
-ACCEPTED = "PNG, JPEG, TIFF, DICOM (.dcm, or a directory of slices), NIfTI (.nii, .nii.gz), .npy, .pt"
+
+def formats() -> list[FileFormat]:
+    """The registered file formats (the ``register_formats`` hook), brgm's own first."""
+    return [c.obj for c in plugins.registry().registered("format")]
+
+
+def _by_suffix() -> dict[str, FileFormat]:
+    """Suffix -> the format that claims it; a :class:`PluginError` when two formats claim one."""
+    table: dict[str, FileFormat] = {}
+    for component in plugins.registry().registered("format"):
+        for suffix in component.obj.suffixes:
+            if suffix in table:
+                raise PluginError(
+                    f"two file formats claim the suffix {suffix!r}: {table[suffix].name!r} and "
+                    f"{component.name!r} (plugin {component.plugin!r}); uninstall or disable one of them"
+                )
+            table[suffix] = component.obj
+    return table
+
+
+def _accepted() -> str:
+    """What brgm reads, for messages: the formats' labels, each once."""
+    return ", ".join(dict.fromkeys(fmt.label for fmt in formats()))
+
+
+def input_suffixes() -> tuple[str, ...]:
+    """The suffixes of the files the registered formats read (a directory input is expanded to these)."""
+    return tuple(_by_suffix())
 
 
 @attrs.frozen(eq=False)
@@ -92,24 +103,38 @@ class Loaded:
 
 
 def split_suffix(path: str | Path) -> tuple[Path, str]:
-    """``("scan.nii.gz")`` -> ``(Path("scan"), ".nii.gz")``; the suffix is lower-case ('' for none)."""
+    """``("scan.nii.gz")`` -> ``(Path("scan"), ".nii.gz")``: the longest suffix a registered format claims, else
+    the last one; lower-case ('' for none)."""
     path = Path(path)
     name = path.name.lower()
-    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+    for suffix in sorted(_by_suffix(), key=len, reverse=True):
         if name.endswith(suffix):
             return path.with_name(path.name[: -len(suffix)]), suffix
     return path.with_suffix(""), path.suffix.lower()
 
 
-def detect_format(path: str | Path) -> str:
-    """The format of ``path`` from its suffix (a directory is a DICOM series)."""
-    path = Path(path)
-    if path.is_dir():
-        return "dicom-series"
+def _named(name: str) -> FileFormat:
+    """The registered format ``name`` (a :class:`Meta`'s ``format``)."""
+    return plugins.registry().get("format", name).obj
+
+
+def _format_of(path: Path) -> FileFormat:
+    """The format that reads ``path``, by its suffix; a directory that no directory format claims by suffix is
+    read by the first directory format that claims none (a DICOM series)."""
     suffix = split_suffix(path)[1]
-    if suffix not in SUFFIXES:
-        raise ImageFileError(f"{path}: unknown file type {suffix or '(no suffix)'!r}; brgm reads {ACCEPTED}")
-    return SUFFIXES[suffix]
+    fmt = _by_suffix().get(suffix)
+    if path.is_dir() and (fmt is None or not fmt.directory):
+        fmt = next((f for f in formats() if f.directory and not f.suffixes), None)
+    if fmt is None:
+        raise ImageFileError(
+            f"{path}: unknown file type {suffix or '(no suffix)'!r}; brgm reads {_accepted()}"
+        )
+    return fmt
+
+
+def detect_format(path: str | Path) -> str:
+    """The name of the format of ``path``, from its suffix (a directory is a DICOM series)."""
+    return _format_of(Path(path)).name
 
 
 def load(path: str | Path, *, percentiles: tuple[float, float] | None = None) -> Loaded:
@@ -123,27 +148,18 @@ def load(path: str | Path, *, percentiles: tuple[float, float] | None = None) ->
     path = Path(path)
     if not path.exists():
         raise ImageFileError(f"{path}: no such file or directory")
-    fmt = detect_format(path)
-    if fmt in raster.PIL_FORMATS:
-        data, meta = raster.read(path, fmt)
-    elif fmt == "dicom":
-        data, meta = dicom.read_file(path, percentiles)
-    elif fmt == "dicom-series":
-        data, meta = dicom.read_series(path, percentiles)
-    elif fmt == "nifti":
-        data, meta = nifti.read(path, percentiles)
-    else:
-        data, meta = arrays.read(path, fmt)
+    data, meta = _format_of(path).read(path, percentiles)
     data = missing_to_background(data, path)
     return Loaded(torch.from_numpy(np.ascontiguousarray(data))[None], meta)
 
 
 def output_suffix(meta: Meta, *, is_complex: bool = False) -> str:
-    """The suffix an output written with ``meta`` gets: the input's format (``''`` for a DICOM series, which
-    is a directory), and ``.npy`` for complex data unless the input was ``.pt``."""
-    if is_complex:
-        return ".pt" if meta.format == "pt" else ".npy"
-    return OUTPUT_SUFFIXES[meta.format]
+    """The suffix an output written with ``meta`` gets: the input's format's (``''`` for a DICOM series, which
+    is a directory); complex data goes to the first format that holds it (``.npy``) unless the input's does."""
+    fmt = _named(meta.format)
+    if is_complex and not fmt.complex_data:
+        fmt = next(f for f in formats() if f.complex_data)
+    return fmt.output_suffix
 
 
 def save(path: str | Path, x: torch.Tensor | np.ndarray, meta: Meta) -> Path:
@@ -161,31 +177,29 @@ def save(path: str | Path, x: torch.Tensor | np.ndarray, meta: Meta) -> Path:
     if array.ndim == meta.spatial_dims + 2 and array.shape[0] == 1:
         array = array[0]
     suffix = split_suffix(path)[1]
-    fmt = "dicom-series" if suffix == "" and meta.format == "dicom-series" else SUFFIXES.get(suffix)
+    if suffix:
+        fmt = _by_suffix().get(suffix)
+    else:  # a directory format without suffixes, when the input was one
+        fmt = _named(meta.format)
+        fmt = fmt if fmt.directory and not fmt.suffixes else None
     if fmt is None:
         raise ImageFileError(
-            f"{path}: unknown output type {suffix or '(no suffix)'!r}; brgm writes {ACCEPTED}"
+            f"{path}: unknown output type {suffix or '(no suffix)'!r}; brgm writes {_accepted()}"
         )
-    if np.iscomplexobj(array) and fmt not in ("npy", "pt"):
-        raise ImageFileError(f"{path}: complex data (k-space) can only be written to .npy or .pt")
-    if fmt not in ("npy", "pt"):
+    if np.iscomplexobj(array) and not fmt.complex_data:
+        holders = " or ".join(f.output_suffix for f in formats() if f.complex_data)
+        raise ImageFileError(f"{path}: complex data (k-space) can only be written to {holders}")
+    if not fmt.complex_data:
         if meta.intensity is None:
             raise ImageFileError(
                 f"{path}: {meta.path} holds complex data; image outputs need an image input's meta"
             )
         if tuple(array.shape[1:]) != meta.spatial_shape and array.ndim - 1 == meta.spatial_dims:
             meta = regrid(meta, array.shape[1:])
-    if fmt == "dicom-series":
+    if fmt.directory:
         with atomic_directory(path) as tmp:
-            dicom.write_series(tmp, array, meta)
+            fmt.write(tmp, array, meta)
         return path
     with atomic_path(path, suffix=suffix) as tmp:
-        if fmt in ("npy", "pt"):
-            arrays.write(tmp, array, fmt)
-        elif fmt in raster.PIL_FORMATS:
-            raster.write(tmp, array, meta, fmt)
-        elif fmt == "dicom":
-            dicom.write_file(tmp, array, meta)
-        else:
-            nifti.write(tmp, array, meta)
+        fmt.write(tmp, array, meta)
     return path

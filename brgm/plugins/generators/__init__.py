@@ -1,10 +1,12 @@
-"""Built-in generators of brgm, registered through the same hook as third-party plugins."""
+"""Built-in generators and checkpoint readers of brgm, registered through the same hooks as third-party
+plugins."""
 
 from __future__ import annotations
 
 from brgm import hookimpl
 from brgm.core.generator import GeneratorSource
 from brgm.plugins.generators import demo, sources, stylegan3d
+from brgm.plugins.generators.checkpoints import READERS, CheckpointReader
 
 
 @hookimpl
@@ -19,3 +21,8 @@ def register_generators() -> list[type[GeneratorSource]]:
         stylegan3d.StyleGAN3DBrain2mm,
         demo.DemoBrain64,
     ]
+
+
+@hookimpl
+def register_checkpoint_readers() -> list[CheckpointReader]:
+    return list(READERS)

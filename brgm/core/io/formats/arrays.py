@@ -12,10 +12,12 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import attrs
 import numpy as np
 import torch
 
 from brgm.core.errors import ImageFileError
+from brgm.core.io.formats import FileFormat
 from brgm.core.io.formats.meta import AS_STORED, Meta
 from brgm.core.safe_torch import safe_torch_load
 
@@ -81,3 +83,32 @@ def write(path: Path, x: np.ndarray, fmt: str) -> None:
             torch.save(torch.from_numpy(np.ascontiguousarray(data)), path)
     except OSError as err:
         raise ImageFileError(f"{path}: cannot write the array ({err})") from None
+
+
+@attrs.frozen(kw_only=True)
+class ArrayFormat(FileFormat):
+    """brgm's own array files; the name (``npy`` or ``pt``) is the ``fmt`` of :func:`read` and :func:`write`."""
+
+    def read(self, path: Path, percentiles: tuple[float, float] | None) -> tuple[np.ndarray, Meta]:
+        return read(path, self.name)
+
+    def write(self, path: Path, x: np.ndarray, meta: Meta) -> None:
+        write(path, x, self.name)
+
+
+FORMATS = (
+    ArrayFormat(
+        name="npy",
+        label=".npy",
+        description="NumPy arrays (.npy) in brgm's units: intensities or complex k-space",
+        suffixes=(".npy",),
+        complex_data=True,
+    ),
+    ArrayFormat(
+        name="pt",
+        label=".pt",
+        description="one torch tensor (.pt) in brgm's units: intensities or complex k-space",
+        suffixes=(".pt",),
+        complex_data=True,
+    ),
+)

@@ -20,6 +20,7 @@ import copy
 import re
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
@@ -28,7 +29,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat
 
 from brgm.core.errors import ImageFileError
-from brgm.core.io.formats import nifti
+from brgm.core.io.formats import FileFormat, nifti
 from brgm.core.io.formats.meta import Intensity, Meta, data_window, dtype_window
 
 #: where brgm stores the intensity window of the files it writes
@@ -377,3 +378,42 @@ def write_series(directory: Path, x: np.ndarray, meta: Meta) -> None:
         if ds.get("SpacingBetweenSlices"):
             ds.SpacingBetweenSlices = DSfloat(float(np.linalg.norm(lps[:3, 2])), auto_format=True)
         _save(ds, directory / f"{k + 1:04d}.dcm")
+
+
+@attrs.frozen(kw_only=True)
+class DicomFile(FileFormat):
+    """One DICOM image (:func:`read_file`, :func:`write_file`)."""
+
+    def read(self, path: Path, percentiles: tuple[float, float] | None) -> tuple[np.ndarray, Meta]:
+        return read_file(path, percentiles)
+
+    def write(self, path: Path, x: np.ndarray, meta: Meta) -> None:
+        write_file(path, x, meta)
+
+
+@attrs.frozen(kw_only=True)
+class DicomSeries(FileFormat):
+    """A directory of DICOM slices (:func:`read_series`, :func:`write_series`)."""
+
+    def read(self, path: Path, percentiles: tuple[float, float] | None) -> tuple[np.ndarray, Meta]:
+        return read_series(path, percentiles)
+
+    def write(self, path: Path, x: np.ndarray, meta: Meta) -> None:
+        write_series(path, x, meta)
+
+
+_LABEL = "DICOM (.dcm, or a directory of slices)"
+FORMATS = (
+    DicomFile(
+        name="dicom",
+        label=_LABEL,
+        description="DICOM images (.dcm): a radiograph or one slice",
+        suffixes=(".dcm",),
+    ),
+    DicomSeries(
+        name="dicom-series",
+        label=_LABEL,
+        description="DICOM series: a directory of the slices of one series, read as a RAS+ volume",
+        directory=True,
+    ),
+)

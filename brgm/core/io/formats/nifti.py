@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError as NibabelFileError
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from brgm.core.errors import ImageFileError
+from brgm.core.io.formats import FileFormat
 from brgm.core.io.formats.meta import AS_STORED, Intensity, Meta, data_window
 
 
@@ -113,3 +115,23 @@ def write(path: Path, x: np.ndarray, meta: Meta) -> None:
         nib.save(image, path)
     except OSError as err:
         raise ImageFileError(f"{path}: cannot write the NIfTI file ({err})") from None
+
+
+@attrs.frozen(kw_only=True)
+class NiftiFormat(FileFormat):
+    """NIfTI-1 and NIfTI-2 volumes (:func:`read`, :func:`write`)."""
+
+    def read(self, path: Path, percentiles: tuple[float, float] | None) -> tuple[np.ndarray, Meta]:
+        return read(path, percentiles)
+
+    def write(self, path: Path, x: np.ndarray, meta: Meta) -> None:
+        write(path, x, meta)
+
+
+FORMAT = NiftiFormat(
+    name="nifti",
+    label="NIfTI (.nii, .nii.gz)",
+    description="NIfTI-1/2 volumes (.nii, .nii.gz), read in RAS+ order",
+    suffixes=(".nii", ".nii.gz"),
+    output_suffix=".nii.gz",
+)

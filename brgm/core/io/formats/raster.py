@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import numpy as np
 from PIL import Image
 
 from brgm.core.errors import ImageFileError
+from brgm.core.io.formats import FileFormat
 from brgm.core.io.formats.meta import AS_STORED, Intensity, Meta, data_window, dtype_window
 
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF"}
@@ -93,3 +95,36 @@ def write(path: Path, x: np.ndarray, meta: Meta, fmt: str) -> None:
     image = Image.fromarray(stored[0] if channels == 1 else np.ascontiguousarray(np.moveaxis(stored, 0, -1)))
     options = {"quality": 95} if fmt == "jpeg" else {}
     image.save(path, format=PIL_FORMATS[fmt], **options)
+
+
+@attrs.frozen(kw_only=True)
+class RasterFormat(FileFormat):
+    """An image format Pillow reads and writes; its name is the ``fmt`` of :func:`read` and :func:`write`."""
+
+    def read(self, path: Path, percentiles: tuple[float, float] | None) -> tuple[np.ndarray, Meta]:
+        return read(path, self.name)
+
+    def write(self, path: Path, x: np.ndarray, meta: Meta) -> None:
+        write(path, x, meta, self.name)
+
+
+FORMATS = (
+    RasterFormat(
+        name="png",
+        label="PNG",
+        description="PNG images (.png): 8- or 16-bit, gray or RGB",
+        suffixes=(".png",),
+    ),
+    RasterFormat(
+        name="jpeg",
+        label="JPEG",
+        description="JPEG images (.jpg, .jpeg), written 8-bit",
+        suffixes=(".jpg", ".jpeg"),
+    ),
+    RasterFormat(
+        name="tiff",
+        label="TIFF",
+        description="TIFF images (.tif, .tiff): 8- or 16-bit or float, one page",
+        suffixes=(".tif", ".tiff"),
+    ),
+)

@@ -3,7 +3,9 @@
 
 from brgm.plugins.generators.checkpoints.checkpoint import (
     ARCHITECTURES,
+    READERS,
     Checkpoint,
+    CheckpointReader,
     build_generator,
     load_checkpoint,
     network_class,
@@ -14,7 +16,9 @@ from brgm.plugins.generators.checkpoints.rosinality import to_rosinality
 
 __all__ = [
     "ARCHITECTURES",
+    "READERS",
     "Checkpoint",
+    "CheckpointReader",
     "build_generator",
     "load_checkpoint",
     "network_class",

@@ -13,13 +13,17 @@ format             content                                                     r
                    ``.safetensors``), as the PyTorch 3D ports save them
 =================  ==========================================================  ============================
 
-Every reader yields NVIDIA's constructor kwargs and state-dict keys, so one network class builds them all.
+The file's first bytes choose its reader (a :class:`CheckpointReader`, registered through the
+``register_checkpoint_readers`` hook; brgm's own, one per container, are :data:`READERS`); the pickle and torch
+readers then tell the formats apart by the objects inside. Every reader yields NVIDIA's constructor kwargs and
+state-dict keys, so one network class builds them all.
 Nothing is built from a checkpoint before its settings pass :mod:`.limits` and the network, built first on the
 ``meta`` device (no memory), has exactly the file's tensor names and shapes.
 """
 
 from __future__ import annotations
 
+import abc
 import argparse
 import importlib
 import math
@@ -31,6 +35,7 @@ from typing import Any
 import attrs
 import torch
 
+from brgm.core import plugins
 from brgm.core.errors import CheckpointError, ConfigError, UnsafeCheckpointError, WeightsNotFoundError
 from brgm.core.generator import Generator
 from brgm.core.safe_torch import safe_torch_load
@@ -57,11 +62,9 @@ from brgm.plugins.generators.checkpoints.tf3d import convert_tf3d, is_tf3d_pickl
 ARCHITECTURES: dict[str, str] = {
     "stylegan2": "brgm.plugins.generators.stylegan2:StyleGAN2Generator",
 }
-ACCEPTED = (
-    "NVIDIA network pickles (stylegan2-ada-pytorch, stylegan3), TensorFlow StyleGAN2 and 3D-StyleGAN pickles, "
-    "rosinality stylegan2-pytorch .pt checkpoints, NVIDIA-layout 3D state dicts and brgm .safetensors"
-)
 PathLike = str | os.PathLike[str]
+#: how many of a file's first bytes a reader's ``recognises`` is shown
+HEAD_BYTES = 64
 #: (format, test, converter) of the readers of unpickled and torch-loaded objects, in the order they are tried
 CONVERTERS = (
     ("nvidia", is_nvidia_pickle, convert_nvidia),
@@ -78,7 +81,8 @@ class Checkpoint:
 
     Attributes:
         source: the file it was read from.
-        format: ``"nvidia"``, ``"tensorflow"``, ``"rosinality"``, ``"brgm"`` or ``"state_dict"``.
+        format: ``"nvidia"``, ``"tensorflow"``, ``"rosinality"``, ``"brgm"`` or ``"state_dict"`` (or a plugin
+            reader's own).
         architecture: a key of :data:`ARCHITECTURES`.
         init_kwargs: the network's constructor keyword arguments (JSON values).
         state_dict: the network's tensors by NVIDIA key name.
@@ -91,49 +95,128 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
 
 
-def sniff(path: Path) -> str:
-    """``"safetensors"``, ``"torch-zip"`` or ``"pickle"`` from the first bytes of ``path``."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if not head:
-        raise CheckpointError(f"{path}: the file is empty")
-    if head.startswith(b"PK\x03\x04"):
-        return "torch-zip"
-    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
-        return "pickle"
-    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
-        return "safetensors"
-    raise CheckpointError(
-        f"{path}: not a checkpoint brgm knows (it starts with {head[:8]!r}); brgm reads {ACCEPTED}"
-    )
+@attrs.frozen(kw_only=True)
+class CheckpointReader(abc.ABC):
+    """A kind of generator checkpoint file: how to recognise it from its first bytes and read it.
+
+    Attributes:
+        name: the registry name.
+        description: what it reads, one line (``brgm plugins``, and the list of what brgm reads in messages).
+    """
+
+    name: str
+    description: str
+
+    @abc.abstractmethod
+    def recognises(self, path: Path, head: bytes) -> bool:
+        """Whether ``path``, whose first :data:`HEAD_BYTES` bytes (fewer in a short file) are ``head``, is
+        this reader's to read."""
+
+    @abc.abstractmethod
+    def read(self, path: Path) -> Checkpoint:
+        """The checkpoint in ``path``; a :class:`~brgm.core.errors.CheckpointError` when it cannot be read
+        (nothing in the file may be executed)."""
 
 
-def read_checkpoint(path: PathLike) -> Checkpoint:
-    """The configuration and tensors of the generator in ``path`` (any format in the table above)."""
-    path = Path(path)
-    if not path.exists():
-        raise WeightsNotFoundError(f"checkpoint file {str(path)!r} does not exist")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a file; brgm reads {ACCEPTED}")
-    kind = sniff(path)
-    if kind == "safetensors":
-        obj = read_safetensors(path) if is_bare_safetensors(path) else None
-        if not is_state_dict(obj):
-            architecture, init_kwargs, state_dict = read_native(path)
-            return Checkpoint(
-                source=str(path),
-                format="brgm",
-                architecture=architecture,
-                init_kwargs=init_kwargs,
-                state_dict=state_dict,
-            )
-    elif kind == "torch-zip":
-        obj = _torch_load(path)
-    else:
+@attrs.frozen(kw_only=True)
+class TorchZipReader(CheckpointReader):
+    """``torch.save`` zip files, loaded weights-only and bounded."""
+
+    def recognises(self, path: Path, head: bytes) -> bool:
+        return head.startswith(b"PK\x03\x04")
+
+    def read(self, path: Path) -> Checkpoint:
+        return _convert(_torch_load(path), path)
+
+
+@attrs.frozen(kw_only=True)
+class PickleReader(CheckpointReader):
+    """Pickles (protocols 2 to 5), read by the restricted unpickler; legacy ``torch.save`` files among them."""
+
+    def recognises(self, path: Path, head: bytes) -> bool:
+        return len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+    def read(self, path: Path) -> Checkpoint:
         with open(path, "rb") as f:
             obj = safe_load(f, str(path))
         if isinstance(obj, int) and obj == TORCH_LEGACY_MAGIC:
             obj = _torch_load(path)
+        return _convert(obj, path)
+
+
+@attrs.frozen(kw_only=True)
+class SafetensorsReader(CheckpointReader):
+    """``.safetensors`` files: brgm's own format, or a bare NVIDIA-layout state dict."""
+
+    def recognises(self, path: Path, head: bytes) -> bool:
+        return (
+            len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+        )
+
+    def read(self, path: Path) -> Checkpoint:
+        obj = read_safetensors(path) if is_bare_safetensors(path) else None
+        if is_state_dict(obj):
+            return _convert(obj, path)
+        architecture, init_kwargs, state_dict = read_native(path)
+        return Checkpoint(
+            source=str(path),
+            format="brgm",
+            architecture=architecture,
+            init_kwargs=init_kwargs,
+            state_dict=state_dict,
+        )
+
+
+#: brgm's own readers, in the order they are tried (registered by :mod:`brgm.plugins.generators`)
+READERS = (
+    TorchZipReader(
+        name="torch-zip",
+        description="torch.save zip files: rosinality stylegan2-pytorch .pt checkpoints, NVIDIA-layout 3D state "
+        "dicts",
+    ),
+    PickleReader(
+        name="pickle",
+        description="network pickles: NVIDIA (stylegan2-ada-pytorch, stylegan3), TensorFlow StyleGAN2 and "
+        "3D-StyleGAN; legacy torch.save files",
+    ),
+    SafetensorsReader(
+        name="safetensors",
+        description="safetensors files: brgm's own format, NVIDIA-layout 3D state dicts",
+    ),
+)
+
+
+def readers() -> list[CheckpointReader]:
+    """The registered checkpoint readers, in registration order (brgm's own first)."""
+    return [c.obj for c in plugins.registry().registered("checkpoint_reader")]
+
+
+def _accepted() -> str:
+    return "; ".join(reader.description for reader in readers())
+
+
+def read_checkpoint(path: PathLike) -> Checkpoint:
+    """The configuration and tensors of the generator in ``path``, read by the first registered reader that
+    recognises its first bytes (any format in the table above, or a plugin's)."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsNotFoundError(f"checkpoint file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file; brgm reads {_accepted()}")
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    if not head:
+        raise CheckpointError(f"{path}: the file is empty")
+    for reader in readers():
+        if reader.recognises(path, head):
+            return reader.read(path)
+    raise CheckpointError(
+        f"{path}: not a checkpoint brgm knows (it starts with {head[:8]!r}); brgm reads {_accepted()}"
+    )
+
+
+def _convert(obj: Any, path: Path) -> Checkpoint:
+    """The checkpoint of an unpickled or torch-loaded ``obj`` (:data:`CONVERTERS`), or a CheckpointError."""
     try:
         for fmt, matches, convert in CONVERTERS:
             if matches(obj):
@@ -165,7 +248,7 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
         if isinstance(obj, dict)
         else f"a {type(obj).__name__}"
     )
-    raise CheckpointError(f"{path}: holds {held}, not a generator; brgm reads {ACCEPTED}")
+    raise CheckpointError(f"{path}: holds {held}, not a generator; brgm reads {_accepted()}")
 
 
 def _torch_load(path: Path) -> Any:
