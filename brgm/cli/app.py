@@ -39,10 +39,13 @@ OverridesArg = Annotated[
 @app.command()
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-    kind: Annotated[str | None, typer.Option(help="Only this kind: generator, forward_model, ...")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Only this kind: generator, forward_model, format, checkpoint_reader, ..."),
+    ] = None,
 ) -> None:
-    """List every registered component (generators, forward models, likelihoods, priors, solvers, presets) with
-    its kind, plugin, version, description and parameters."""
+    """List every registered component (generators, forward models, likelihoods, priors, solvers, presets, file
+    formats, checkpoint readers) with its kind, plugin, version, description and parameters."""
     from brgm.core.plugins import registry
 
     try:
