@@ -55,10 +55,24 @@ def rand(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torc
 def test_pixel_hand_values() -> None:
     target = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]]])  # [1, 2, 2, 2]
     pred = torch.zeros_like(target)
-    assert PixelLikelihood().energy(pred, target, Identity()).item() == 30 / 8  # mean over C·H·W
-    assert PixelLikelihood(sigma=0.5).energy(pred, target, Identity()).item() == 30 / (2 * 0.25)
+    mean = PixelLikelihood(reduction="mean")
+    assert mean.energy(pred, target, Identity()).item() == 30 / 8  # mean over C·H·W
+    half = torch.tensor([0.5])
+    assert PixelLikelihood().energy(pred, target, Identity(), half).item() == 30 / (2 * 0.25)
     cplx = torch.tensor([[1 + 1j, 0j, 3j, 0j]])
-    assert PixelLikelihood().energy(cplx, torch.zeros_like(cplx), Identity()).item() == (2 + 9) / 4
+    assert mean.energy(cplx, torch.zeros_like(cplx), Identity()).item() == (2 + 9) / 4
+    # the negative log-likelihood counts real and imaginary parts, each of variance sigma²
+    assert PixelLikelihood().energy(cplx, torch.zeros_like(cplx), Identity(), half).item() == 11 / (2 * 0.25)
+
+
+def test_pixel_nll_sums_only_the_measured_entries() -> None:
+    f = brgm.forward_model("mask", missing="right", fill=0.7)
+    target = f(rand(2, 1, 4, 4, seed=3))
+    pred = f(rand(2, 1, 4, 4, seed=4))
+    sigma = torch.tensor([0.1, 0.2])
+    observed = f.measured(target.shape).expand(target.shape)
+    expected = ((pred - target) ** 2 * observed).flatten(1).sum(dim=1) / (2 * sigma**2)
+    torch.testing.assert_close(PixelLikelihood().energy(pred, target, f, sigma), expected, rtol=1e-6, atol=0)
 
 
 def test_pixel_matches_numpy_per_sample_and_gradcheck() -> None:
@@ -68,17 +82,21 @@ def test_pixel_matches_numpy_per_sample_and_gradcheck() -> None:
     )
     expected = ((pred.numpy() - target.numpy()) ** 2).reshape(3, -1).mean(axis=1)
     np.testing.assert_allclose(
-        PixelLikelihood().energy(pred, target, Identity()).numpy(), expected, rtol=1e-12
+        PixelLikelihood(reduction="mean").energy(pred, target, Identity()).numpy(), expected, rtol=1e-12
     )
     pred.requires_grad_(True)
-    for like in (PixelLikelihood(), PixelLikelihood(sigma=0.1)):
-        assert torch.autograd.gradcheck(lambda p, like=like: like.energy(p, target, Identity()), (pred,))
+    sigma = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    for like in (PixelLikelihood(reduction="mean"), PixelLikelihood()):
+        assert torch.autograd.gradcheck(
+            lambda p, like=like: like.energy(p, target, Identity(), sigma), (pred,)
+        )
 
 
 def test_pixel_validation() -> None:
-    assert PixelLikelihood(sigma="0.25").sigma == 0.25  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"sigma must be in \(0, inf\], got 0.0"):
-        PixelLikelihood(sigma=0)
+    with pytest.raises(ConfigError, match=r"reduction must be one of 'nll', 'mean', got 'sum'"):
+        PixelLikelihood(reduction="sum")
+    with pytest.raises(ConfigError, match="needs the measurement's noise level sigma"):
+        PixelLikelihood().energy(torch.zeros(1, 4), torch.zeros(1, 4), Identity())
     with pytest.raises(ShapeError, match=r"prediction \[1, 4\] and measurement \[1, 5\]"):
         PixelLikelihood().energy(torch.zeros(1, 4), torch.zeros(1, 5), Identity())
 
@@ -107,7 +125,7 @@ def test_kspace_with_full_sampling_is_the_pixel_term() -> None:
     x1, x2 = rand(2, 1, 8, 6, seed=3, dtype=torch.float64), rand(2, 1, 8, 6, seed=4, dtype=torch.float64)
     fwd = Fourier()
     got = KSpaceLikelihood().energy(fwd(x1), fwd(x2), fwd)
-    assert torch.allclose(got, PixelLikelihood().energy(x1, x2, Identity()), rtol=1e-12)
+    assert torch.allclose(got, PixelLikelihood(reduction="mean").energy(x1, x2, Identity()), rtol=1e-12)
 
 
 def test_kspace_sampled_entries_are_those_of_the_kspace_operator() -> None:

@@ -104,6 +104,8 @@ def test_shared_settings_and_nothing_unaccounted(name: str) -> None:
         "solver.betas": (0.9, 0.999),
         "solver.eps": 1e-8,
         "prior.gaussian.n_samples": 10000,
+        "like.pixel.reduction": "mean",
+        "prior.gaussian.reduction": "mean",
     }
     if "perceptual" in REFERENCE[name]:
         shared["like.perceptual.net"] = "vgg"
@@ -121,7 +123,7 @@ def test_pixel_weight_reproduces_brgm_energy_on_0_255_images() -> None:
         torch.rand(2, 1, 6, 6, generator=gen, dtype=torch.float64),
     )
     for name in REFERENCE:
-        ours = preset(name).values["like.pixel.weight"] * PixelLikelihood().energy(x, y, None)  # type: ignore[arg-type]
+        ours = preset(name).values["like.pixel.weight"] * PixelLikelihood(reduction="mean").energy(x, y, None)  # type: ignore[arg-type]
         brgm_energy = 0.001 * ((255 * x - 255 * y) ** 2).mean(dim=(1, 2, 3))
         assert torch.allclose(ours, brgm_energy, rtol=1e-12)
 

@@ -55,9 +55,13 @@ def test_gaussian_matches_formula_and_uses_w_stats_once() -> None:
     mean, std = np.array([0.5, -1.0, 2.0, 0.0]), 1.7
     prior, G = bound_gaussian(mean, std, n_samples=500, seed=7)
     ws = rng_ws((2, 3, 4))
-    expected = (((ws - mean) / std) ** 2).mean(axis=(1, 2))
+    squares = ((ws - mean) / std) ** 2
     got = prior.energy(Latents(ws=torch.tensor(ws)))
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(got.numpy(), 0.5 * squares.sum(axis=(1, 2)), rtol=1e-6)
+    as_brgm, _ = bound_gaussian(mean, std, reduction="mean")
+    np.testing.assert_allclose(
+        as_brgm.energy(Latents(ws=torch.tensor(ws))).numpy(), squares.mean(axis=(1, 2)), rtol=1e-6
+    )
     prior.energy(Latents(ws=torch.tensor(ws)))
     assert G.calls == [(500, 7)]
 
@@ -68,7 +72,7 @@ def test_gaussian_hand_values() -> None:
     one_sigma = torch.tensor([[[3.0, -1.0], [3.0, 3.0]]])  # every entry 2 = one σ from μ
     half = torch.tensor([[[1.0, 1.0], [1.0, 5.0]]])  # one entry 2σ away of four: 4 / 4
     energies = prior.energy(Latents(ws=torch.cat([at_mean, one_sigma, half])))
-    assert energies.tolist() == [0.0, 1.0, 1.0]
+    assert energies.tolist() == [0.0, 2.0, 2.0]  # ½·Σ: four entries at 1σ, or one at 2σ
 
 
 def test_gaussian_defaults_and_gradcheck() -> None:
@@ -268,3 +272,25 @@ def test_noise_reg_optimises_the_noise_inputs_normalised_and_returns_them() -> N
 def test_noise_reg_needs_a_generator_with_noise_inputs() -> None:
     with pytest.raises(ConfigError, match="generator TinyGenerator has none; remove noise_reg"):
         brgm.compose(gen="tiny", fwd="test_scale", priors=["noise_reg"], device="cpu")
+
+
+# --- deviation: an image-space deviation with a total-variation prior ----------------------------------------
+
+
+def test_total_variation_matches_its_formula_2d_and_3d() -> None:
+    from brgm.plugins.priors.deviation import total_variation
+
+    rng = np.random.default_rng(3)
+    for shape in ((2, 1, 5, 6), (1, 2, 3, 4, 5)):
+        x = rng.random(shape)
+        squared = np.zeros(shape)
+        for axis in range(2, x.ndim):
+            squared += np.diff(x, axis=axis, append=np.take(x, [-1], axis=axis)) ** 2
+        expected = (np.sqrt(squared + 1e-6) - 1e-3).reshape(shape[0], -1).sum(axis=1)
+        got = total_variation(torch.tensor(x), 1e-3)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    step = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    step[..., 2:] = 1.0  # one vertical edge of height 1 over 4 rows: TV 4 (up to the smoothing)
+    assert abs(total_variation(step, 1e-9).item() - 4.0) < 1e-6
+    d = torch.tensor(rng.random((1, 1, 4, 5)), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: total_variation(v, 1e-2), (d,))

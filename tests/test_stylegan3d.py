@@ -114,7 +114,12 @@ def test_memory_options_are_execution_settings_not_generator_fields() -> None:
         gen=G, fwd="mask", priors=[], device="cpu", **{"solver.checkpoint": "true", "solver.autocast": "bf16"}
     )
     assert (problem.execution.checkpoint, problem.execution.autocast) == (True, "bf16")
-    assert problem.config["execution"] == {"batch_size": 8, "checkpoint": True, "autocast": "bf16"}
+    assert problem.config["execution"] == {
+        "batch_size": 8,
+        "checkpoint": True,
+        "autocast": "bf16",
+        "consistency": "auto",
+    }
     assert G.checkpoint is False and G.autocast_dtype is None  # set during a solve only
 
 

@@ -16,6 +16,7 @@ import attrs
 import numpy as np
 import torch
 
+from brgm.core import noise_level
 from brgm.core.errors import ShapeError
 from brgm.core.generator import Generator
 from brgm.core.operators import ForwardModel
@@ -96,28 +97,54 @@ class Problem:
         """Whether the generator's noise inputs are unknowns too (a prior on them was selected)."""
         return any(prior.needs_noise for prior in self.priors)
 
+    @property
+    def optimises_deviation(self) -> bool:
+        """Whether an image-space deviation is an unknown too (a prior on it was selected)."""
+        return any(prior.needs_deviation for prior in self.priors)
+
+    def noise_level(self, y: torch.Tensor) -> torch.Tensor:
+        """The noise level σ of measurements ``y [N, ...]``, ``[N]``: the composed noise model's ``sigma`` (the
+        single source when there is one), else estimated from each measurement
+        (:meth:`~brgm.core.operators.ForwardModel.estimate_sigma`). Not floored: see :meth:`energy_sigma`."""
+        fwd = self.forward_model
+        if fwd.noise_sigma is not None:
+            return torch.full((y.shape[0],), fwd.noise_sigma, dtype=y.real.dtype, device=y.device)
+        return fwd.estimate_sigma(y)
+
+    def energy_sigma(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``sigma [N]`` as the calibrated data term uses it: at least :data:`~brgm.core.noise_level.SIGMA_FLOOR`
+        times the RMS of the measured entries of ``y``, so that a noiseless measurement stays well posed."""
+        return noise_level.floored(sigma, y, self.forward_model.measured(y.shape, y.device))
+
     def image(self, latents: Latents) -> torch.Tensor:
-        """Intensity images ``[N, C, *spatial]`` in [0, 1] (not clamped, so gradients are exact)."""
+        """Intensity images ``[N, C, *spatial]`` (the generator's, in [0, 1], plus the deviation when there is
+        one; not clamped, so gradients are exact)."""
         if latents.noises is None:
             x = self.generator.synthesis(latents.ws, noise_mode="const")
         else:
             x = self.generator.synthesis(latents.ws, noises=latents.noises)
-        return (x.float() + 1.0) * 0.5
+        x = (x.float() + 1.0) * 0.5
+        return x if latents.deviation is None else x + latents.deviation
 
     def terms(self) -> dict[str, Term]:
         """Every energy term by ``like.NAME`` / ``prior.NAME``."""
         return {f"like.{t.name}": t for t in self.likelihoods} | {f"prior.{t.name}": t for t in self.priors}
 
     def energies(
-        self, latents: Latents, y: torch.Tensor, *, weighted: bool = True
+        self, latents: Latents, y: torch.Tensor, sigma: torch.Tensor | None = None, *, weighted: bool = True
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The current images and every term's energy ``[N]`` (times its weight unless ``weighted=False``),
-        by ``like.NAME`` / ``prior.NAME``."""
+        by ``like.NAME`` / ``prior.NAME``; ``sigma [N]`` is the data term's noise level (:meth:`energy_sigma`,
+        computed from ``y`` when not given; solvers compute it once), given to likelihoods that use it."""
+        if sigma is None and any(like.uses_sigma for like in self.likelihoods):
+            sigma = self.energy_sigma(y, self.noise_level(y))
         x = self.image(latents)
         pred = self.forward_model(x)
         terms: dict[str, torch.Tensor] = {}
         for key, term in self.terms().items():
-            if isinstance(term, Likelihood):
+            if isinstance(term, Likelihood) and term.uses_sigma:
+                energy = term.energy(pred, y, self.forward_model, sigma)
+            elif isinstance(term, Likelihood):
                 energy = term.energy(pred, y, self.forward_model)
             else:
                 energy = term.energy(latents)

@@ -17,8 +17,10 @@ from typing import Any, ClassVar
 import attrs
 import torch
 
+from brgm.core.consistency import consistent
 from brgm.core.errors import DivergenceWarning, ShapeError
 from brgm.core.generator import AUTOCAST_DTYPES, Generator
+from brgm.core.operators import Chain, ForwardModel, LinearForwardModel
 from brgm.core.params import build, check_seed, field_names, field_values, interval, one_of, unknown_key
 from brgm.core.problem import Problem
 
@@ -42,6 +44,10 @@ class Result:
         samples: a sampler's posterior samples ``[S, N, C, *spatial]``; else None.
         baseline: the forward model's naive inverse of the measurement ``[N, C, *spatial]`` (clamped to [0, 1]),
             set by :func:`reconstruct` (solvers leave it None).
+        generated: the solver's own image when :func:`reconstruct` refined ``image`` for data consistency
+            (:mod:`brgm.core.consistency`); else None.
+        sigma: the measurement's noise level ``[N]`` (:meth:`~brgm.core.problem.Problem.noise_level`), set by
+            :func:`reconstruct`.
     """
 
     image: torch.Tensor
@@ -52,6 +58,8 @@ class Result:
     std: torch.Tensor | None = None
     samples: torch.Tensor | None = None
     baseline: torch.Tensor | None = None
+    generated: torch.Tensor | None = None
+    sigma: torch.Tensor | None = None
 
     @classmethod
     def concat(cls, parts: Sequence[Result]) -> Result:
@@ -78,6 +86,8 @@ class Result:
             std=cat("std"),
             samples=cat("samples", 1),
             baseline=cat("baseline"),
+            generated=cat("generated"),
+            sigma=cat("sigma"),
         )
 
 
@@ -103,6 +113,18 @@ class Execution:
     checkpoint: bool = attrs.field(default=False, validator=one_of((False, True)))
     #: run synthesis under autocast: "none", "bf16" or "fp16"
     autocast: str = attrs.field(default="none", validator=one_of(tuple(AUTOCAST_DTYPES)))
+    #: data consistency after the solve (:mod:`brgm.core.consistency`): "auto" for linear forward models that
+    #: measure a subset (k-space, masks: the exact projection when noiseless), "refine" for every linear model
+    #: (also downsampling and blur), "off"
+    consistency: str = attrs.field(default="auto", validator=one_of(("auto", "refine", "off")))
+
+    def refines(self, forward_model: ForwardModel, shape: Sequence[int]) -> bool:
+        """Whether results of ``forward_model`` for measurements of ``shape`` are refined for consistency."""
+        if self.consistency == "off" or not isinstance(forward_model, LinearForwardModel):
+            return False
+        if isinstance(forward_model, Chain) and not forward_model.is_linear:
+            return False
+        return self.consistency == "refine" or forward_model.measured(shape) is not None
 
     def memory(self, generator: Generator) -> contextlib.AbstractContextManager[None]:
         """A context in which ``generator`` runs with these memory settings."""
@@ -199,6 +221,10 @@ def reconstruct(
     result = Result.concat(parts)
     with torch.no_grad():
         result.baseline = problem.baseline(y).clamp(0, 1).float().cpu()
+        result.sigma = problem.noise_level(y).cpu()
+    if execution.refines(problem.forward_model, y.shape):
+        refined = consistent(problem.forward_model, result.image.to(y.device), y, result.sigma.to(y.device))
+        result.generated, result.image = result.image, refined.clamp(0, 1).cpu()
     if result.diverged.any():
         total = result.history["total"]
         items = ", ".join(

@@ -26,10 +26,13 @@ class Latents:
         ws: W+ latents ``[N, num_ws, w_dim]``.
         noises: the generator's noise inputs ``[N, 1, *shape]`` (see ``Generator.noise_inputs``) when the
             solver optimises them (a prior with ``needs_noise``, such as ``noise_reg``), else None.
+        deviation: an image-space deviation ``[N, C, *spatial]`` added to the generator's intensities when the
+            solver optimises one (a prior with ``needs_deviation``, such as ``deviation``), else None.
     """
 
     ws: torch.Tensor
     noises: list[torch.Tensor] | None = None
+    deviation: torch.Tensor | None = None
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -46,7 +49,14 @@ class Term:
 
 @attrs.define(kw_only=True, eq=False)
 class Likelihood(Term):
-    """A data term ``L(f(G(w)), y)`` comparing the predicted measurement with the observed one."""
+    """A data term ``L(f(G(w)), y)`` comparing the predicted measurement with the observed one.
+
+    A likelihood that sets ``uses_sigma`` is also given the measurement's noise level: its :meth:`energy` is
+    called with ``sigma [N]`` (see :meth:`brgm.core.problem.Problem.noise_level`).
+    """
+
+    #: True for likelihoods whose energy takes the noise level ``sigma [N]``
+    uses_sigma: ClassVar[bool] = False
 
     def energy(self, pred: torch.Tensor, target: torch.Tensor, forward_model: ForwardModel) -> torch.Tensor:
         """``pred``, ``target``: measurements shaped like ``forward_model``'s output -> unweighted energy ``[N]``."""
@@ -59,6 +69,8 @@ class Prior(Term):
 
     #: True for priors on the generator's noise inputs: the solver then optimises them with ``ws``
     needs_noise: ClassVar[bool] = False
+    #: True for priors on an image-space deviation: the solver then optimises one with ``ws``
+    needs_deviation: ClassVar[bool] = False
 
     def energy(self, latents: Latents) -> torch.Tensor:
         """Latents of a batch of N -> unweighted energy ``[N]``."""

@@ -24,7 +24,9 @@ ADAM = {"solver.lr": 0.1, "solver.betas": (0.9, 0.999), "solver.eps": 1e-8}
 
 BRGM_TF_NO_PERCEPTUAL = {
     "like.pixel.weight": pixel_weight_01(BRGM_PIXEL_WEIGHT),
+    "like.pixel.reduction": "mean",
     "prior.gaussian.weight": 100.0,
+    "prior.gaussian.reduction": "mean",
     "prior.gaussian.n_samples": 10000,
     "prior.gaussian.seed": 111,
     "prior.colinear.weight": 3.0,
@@ -47,11 +49,13 @@ BRGM_TF = {
 }
 BRGM_PT = {
     "like.pixel.weight": pixel_weight_01(BRGM_PIXEL_WEIGHT),
+    "like.pixel.reduction": "mean",
     "like.perceptual.weight": 1e7,
     "like.perceptual.net": "vgg",
     "like.perceptual.resize": "pt",
     "like.perceptual.reduction": "mean",
     "prior.gaussian.weight": 100.0,
+    "prior.gaussian.reduction": "mean",
     "prior.gaussian.n_samples": 10000,
     "prior.gaussian.seed": 123,
     "prior.colinear.weight": 0.1,
@@ -67,11 +71,14 @@ BRGM_PT = {
 }
 
 PIXEL_NOTE = (
-    "like.pixel.weight = 0.001·255² = 65.025: BRGM's pixel term is 0.001·mean((f(x̂) − y)²) on [0, 255] images; "
-    "on brgm's [0, 1] images the same energy is 65025·0.001·mean(Δ²)."
+    "like.pixel.weight = 0.001·255² = 65.025 with like.pixel.reduction=mean: BRGM's pixel term is "
+    "0.001·mean((f(x̂) − y)²) on [0, 255] images; on brgm's [0, 1] images the same energy is 65025·0.001·mean(Δ²). "
+    "Against brgm's calibrated energy (Σ(f(x̂) − y)²/(2σ²), Gaussian prior ½Σ((w − μ)/σ_w)²), BRGM's weights "
+    "amount to a noise level σ² = M/(2·65.025) per element for M measured elements and a prior scaled by "
+    "200/(num_ws·w_dim)."
 )
 PRIOR_NOTE = (
-    "prior.gaussian: weight 100 on mean(((w − μ)/σ)²) over layers × dims, μ and scalar σ from {n} mapping "
+    "prior.gaussian: weight 100 on mean(((w − μ)/σ)²) over layers × dims (reduction=mean), μ and scalar σ from {n} mapping "
     "samples (the reference drew z with numpy RandomState({seed}); prior.gaussian.seed passes {seed} to "
     "G.w_stats, which matches the reference's samples only if the generator draws z the same way)."
 )

@@ -7,9 +7,9 @@ from typing import ClassVar
 import attrs
 import torch
 
-from brgm.core.errors import ShapeError
+from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.operators import ForwardModel
-from brgm.core.params import interval
+from brgm.core.params import one_of
 from brgm.core.terms import Likelihood
 
 
@@ -25,25 +25,34 @@ def squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @attrs.define(kw_only=True, eq=False)
 class PixelLikelihood(Likelihood):
-    """Pixelwise L2: mean of |f(G(w)) − y|² per sample, or the Gaussian NLL Σ|·|²/(2σ²) given noise sigma.
+    """Pixelwise L2 (Gaussian noise): by default the negative log-likelihood Σ|f(G(w)) − y|²/(2σ²).
 
-    Without ``sigma`` the energy is the mean over every element of the measurement (channels and spatial
-    positions, or k-space entries) of ``|pred − y|²``, in the [0, 1] intensity units of the problem (BRGM's
-    ``mean((255·Δ)²)`` is 65025 times this). With ``sigma`` (the known standard deviation of the additive
-    Gaussian noise; for complex data, of each of the real and imaginary parts) it is the negative
-    log-likelihood up to a constant, ``Σ |pred − y|² / (2σ²)`` over the elements.
+    ``reduction="nll"`` (the default, the calibrated energy): ``Σ |pred − y|² / (2σ²)`` over the measured
+    entries (the forward model's :meth:`~brgm.core.operators.ForwardModel.measured`; for complex k-space, real
+    and imaginary parts each count, each with variance σ²), where σ is the measurement's noise level: the
+    composed noise model's ``sigma``, else estimated from the measurement, floored (see
+    :meth:`brgm.core.problem.Problem.noise_level`). ``reduction="mean"``: the mean of ``|pred − y|²`` over every
+    element, in [0, 1] intensity units, as BRGM's presets use it (BRGM's ``mean((255·Δ)²)`` is 65025 times this).
     """
 
     name: ClassVar[str] = "pixel"
-    sigma: float | None = attrs.field(
-        default=None,
-        converter=attrs.converters.optional(float),
-        validator=interval(0, open_lo=True),
-    )
+    uses_sigma: ClassVar[bool] = True
+    reduction: str = attrs.field(default="nll", validator=one_of(("nll", "mean")))
 
-    def energy(self, pred: torch.Tensor, target: torch.Tensor, forward_model: ForwardModel) -> torch.Tensor:
-        """Measurements ``[N, ...]`` (real or complex) -> ``[N]``, non-negative."""
-        error = squared_error(pred, target).flatten(1)
-        if self.sigma is None:
-            return error.mean(dim=1)
-        return error.sum(dim=1) / (2 * self.sigma**2)
+    def energy(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        forward_model: ForwardModel,
+        sigma: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Measurements ``[N, ...]`` (real or complex) and noise levels ``sigma [N]`` -> ``[N]``, non-negative."""
+        error = squared_error(pred, target)
+        if self.reduction == "mean":
+            return error.flatten(1).mean(dim=1)
+        if sigma is None:
+            raise ConfigError("like.pixel with reduction=nll needs the measurement's noise level sigma")
+        measured = forward_model.measured(target.shape, target.device)
+        if measured is not None:
+            error = error * measured
+        return error.flatten(1).sum(dim=1) / (2 * sigma.to(error.dtype).square())

@@ -10,27 +10,25 @@ import torch
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.generator import Generator
 from brgm.core.operators import ForwardModel
-from brgm.core.params import interval
+from brgm.core.params import interval, one_of
 from brgm.core.terms import Latents, Prior
 
 
 @attrs.define(kw_only=True, eq=False)
 class GaussianPrior(Prior):
-    """BRGM's w prior: mean over layers and dims of ((w − μ)/σ)², μ and scalar σ from mapping samples.
+    """Gaussian prior on W+: ½·Σ((w − μ)/σ)² over layers and dims (natural units), μ and scalar σ from mapping.
 
-    ``E(ws) = mean_{l, c} ((ws[l, c] − μ[c]) / σ)²`` per sample, where ``μ [w_dim]`` is the mean of ``w`` and
-    ``σ`` the single scalar RMS distance of ``w`` from ``μ`` (not a per-dimension std), both from
-    ``G.w_stats(n=n_samples, seed=seed)`` computed once in :meth:`bind`. Up to a constant and the factor
-    ``num_ws·w_dim / 2`` this is ``−log N(w_l | μ, σ²I)`` summed over the layers. The energy is 0 at ``ws = μ``
-    and 1 when every entry is one σ away.
-
-    The default weight 0.01 suits the default ``pixel`` likelihood (weight 1, mean squared error of [0, 1]
-    intensities): a typical sample of w scores about 1/w_dim here, so the prior stays below the data term
-    until the fit is within a few percent. BRGM's own weights are in the ``brgm-tf`` / ``brgm-pt`` presets.
+    ``μ [w_dim]`` is the mean of ``w`` and ``σ`` the single scalar RMS distance of ``w`` from ``μ`` (not a
+    per-dimension std), both from ``G.w_stats(n=n_samples, seed=seed)`` computed once in :meth:`bind`.
+    ``reduction="natural"`` (the default): ``½ Σ_{l, c} ((ws[l, c] − μ[c]) / σ)²``, the negative log-density of
+    ``N(μ, σ²I)`` for every layer up to a constant, the units of the calibrated data term (weight 1).
+    ``reduction="mean"``: ``mean_{l, c} ((ws[l, c] − μ[c]) / σ)²``, BRGM's form, which its presets weigh by 100;
+    it equals the natural energy divided by ``num_ws·w_dim / 2``.
     """
 
     name: ClassVar[str] = "gaussian"
-    weight: float = attrs.field(default=0.01, converter=float, validator=interval(0.0))
+    weight: float = attrs.field(default=1.0, converter=float, validator=interval(0.0))
+    reduction: str = attrs.field(default="natural", validator=one_of(("natural", "mean")))
     n_samples: int = attrs.field(default=10000, converter=int, validator=interval(2, 10_000_000))
     seed: int = attrs.field(default=123, converter=int, validator=interval(0, 2**32 - 1))
     _mean: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
@@ -55,4 +53,5 @@ class GaussianPrior(Prior):
             raise ConfigError("prior gaussian is not bound: call bind(generator, forward_model) first")
         ws = latents.ws
         mean = self._mean.to(device=ws.device, dtype=ws.dtype)
-        return ((ws - mean) / self._std).square().mean(dim=(1, 2))
+        squares = ((ws - mean) / self._std).square()
+        return squares.mean(dim=(1, 2)) if self.reduction == "mean" else 0.5 * squares.sum(dim=(1, 2))

@@ -47,6 +47,8 @@ class MAPSolver(Solver):
     )
     eps: float = attrs.field(default=1e-8, converter=float, validator=interval(0, open_lo=True))
     init_jitter: float = attrs.field(default=0.0, converter=float, validator=interval(0))
+    #: peak learning rate of the image-space deviation (intensity units per step), when one is optimised
+    deviation_lr: float = attrs.field(default=0.01, converter=float, validator=interval(0, open_lo=True))
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of ``step`` (0-based) under ``schedule``."""
@@ -83,23 +85,29 @@ class MAPSolver(Solver):
             noises = [
                 n.to(problem.device).requires_grad_(True) for n in problem.generator.noise_inputs(len(y))
             ]
-        latents = Latents(ws=ws, noises=noises)
-        optimizer = torch.optim.Adam([ws, *(noises or [])], lr=self.lr, betas=self.betas, eps=self.eps)
+        deviation = None
+        groups: list[dict] = [{"params": [ws, *(noises or [])], "scale": 1.0}]
+        if problem.optimises_deviation:
+            deviation = torch.zeros(len(y), *problem.image_shape, device=problem.device, requires_grad=True)
+            groups.append({"params": [deviation], "scale": self.deviation_lr / self.lr})
+        latents = Latents(ws=ws, noises=noises, deviation=deviation)
+        sigma = problem.energy_sigma(y, problem.noise_level(y))
+        optimizer = torch.optim.Adam(groups, lr=self.lr, betas=self.betas, eps=self.eps)
         names = [*problem.terms(), "total"]
         record = torch.empty(len(names), self.steps, y.shape[0], dtype=torch.float64)
         lrs = torch.empty(self.steps, dtype=torch.float64)
         for step in range(self.steps):
             lr = self.learning_rate(step)
             for group in optimizer.param_groups:
-                group["lr"] = lr
-            _, terms = problem.energies(latents, y)
+                group["lr"] = lr * group["scale"]
+            _, terms = problem.energies(latents, y, sigma)
             total = torch.stack(list(terms.values())).sum(dim=0)
             energies = torch.stack([*terms.values(), total]).detach().double().cpu()
             if not torch.isfinite(energies).all():
                 bad = [
                     n for n, e in zip(names[:-1], energies[:-1], strict=True) if not torch.isfinite(e).all()
                 ]
-                raise NonFiniteEnergyError(self._non_finite_message(problem, latents, y, step, bad))
+                raise NonFiniteEnergyError(self._non_finite_message(problem, latents, y, sigma, step, bad))
             record[:, step] = energies
             lrs[step] = lr
             optimizer.zero_grad(set_to_none=True)
@@ -124,14 +132,20 @@ class MAPSolver(Solver):
         )
 
     def _non_finite_message(
-        self, problem: Problem, latents: Latents, y: torch.Tensor, step: int, bad: list[str]
+        self,
+        problem: Problem,
+        latents: Latents,
+        y: torch.Tensor,
+        sigma: torch.Tensor,
+        step: int,
+        bad: list[str],
     ) -> str:
         """Why the energy is non-finite: after step 0 the optimiser; at step 0 a weight or the input's scale."""
         where = f"the energy became non-finite at step {step} of {self.steps} (terms: {', '.join(bad)})"
         if step > 0:
             return f"{where}; try a smaller solver.lr (now {self.lr:g}) or smaller term weights"
         with torch.no_grad():
-            x, raw = problem.energies(latents, y, weighted=False)
+            x, raw = problem.energies(latents, y, sigma, weighted=False)
         if not torch.isfinite(x).all():
             return f"{where}: the generator's output is non-finite at the initial latents (its weights?)"
         terms = problem.terms()
