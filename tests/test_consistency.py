@@ -58,3 +58,31 @@ def test_noisy_refinement_agrees_with_the_measurement_within_the_noise(name, par
     # where the reconstruction already explains the data to within the noise, nothing changes
     unchanged = consistent(f, x, y, torch.full((len(x),), 10 * sigma))
     torch.testing.assert_close(unchanged, x, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("fwd", ["kspace", "mask"])
+def test_reconstruct_refines_by_default_and_keeps_the_generator_image(fwd) -> None:
+    problem = brgm.compose(gen="tiny", fwd=fwd, device="cpu", **{"gen.size": 16})
+    x = phantom((16, 16), n=2)
+    y = problem.forward_model(x)
+    result = brgm.reconstruct(problem, y, steps=3, seed=0)
+    assert result.generated is not None and result.sigma is not None and result.sigma.shape == (2,)
+    measured = problem.forward_model.measured(y.shape).expand(y.shape)
+
+    def misfit(image: torch.Tensor) -> torch.Tensor:
+        return (problem.forward_model(image) - y).abs()[measured].square().mean()
+
+    assert misfit(result.image) < 0.05 * misfit(result.generated)
+    off = brgm.reconstruct(problem, y, steps=3, seed=0, consistency="off")
+    assert off.generated is None and torch.equal(off.image, result.generated)
+    assert problem.config["execution"]["consistency"] == "auto"
+
+
+def test_downsampling_is_refined_only_when_asked() -> None:
+    problem = brgm.compose(gen="tiny", fwd="downsample", device="cpu", **{"gen.size": 16})
+    y = problem.forward_model(phantom((16, 16), n=1))
+    assert brgm.reconstruct(problem, y, steps=2, seed=0).generated is None
+    refined = brgm.reconstruct(problem, y, steps=2, seed=0, consistency="refine")
+    assert refined.generated is not None
+    before = (problem.forward_model(refined.generated) - y).square().mean()
+    assert (problem.forward_model(refined.image) - y).square().mean() < before

@@ -62,6 +62,7 @@ def test_outputs_of_one_item_are_exact_in_npy(tmp_path, inpainting):
             "b_baseline.npy",
             "b_comparison.png",
             "b_energy.png",
+            "b_generator.npy",
             "b_latents.safetensors",
             "b_measurement.npy",
             "b_merged.npy",
@@ -78,7 +79,14 @@ def test_outputs_of_one_item_are_exact_in_npy(tmp_path, inpainting):
     np.testing.assert_array_equal(merged[:, :, :8], y[1, :, :, :8].numpy())
     np.testing.assert_array_equal(merged[:, :, 8:], recon[:, :, 8:].numpy())
     assert torch.equal(load_file(out / "b_latents.safetensors")["ws"], result.ws[1:2])
-    assert set(metrics) == {"recon", "baseline"}
+    # a mask measures a subset: the recon is the data-consistent image, the generator's own is marked as such
+    assert problem.execution.consistency == "auto" and result.generated is not None
+    np.testing.assert_array_equal(np.load(out / "b_generator.npy"), result.generated[1].clamp(0, 1).numpy())
+    assert not np.array_equal(np.load(out / "b_generator.npy"), recon.numpy())
+    assert set(metrics) == {"recon", "baseline", "generator"}
+    assert metrics["generator"]["psnr"] == pytest.approx(
+        float(brgm.metrics.psnr(result.generated[1:2].clamp(0, 1), truth[1:2])[0])
+    )
     assert metrics["recon"]["psnr"] == pytest.approx(float(brgm.metrics.psnr(recon[None], truth[1:2])[0]))
     assert metrics["baseline"]["ssim"] == pytest.approx(
         float(brgm.metrics.ssim(result.baseline[1:2].clamp(0, 1), truth[1:2])[0])

@@ -139,7 +139,7 @@ def test_compose_cli_reconstructs_a_nifti_volume(G: StyleGAN2Generator, tmp_path
     result = CliRunner().invoke(app, [*args, "--input", str(volume), "--out", str(out)])
     assert result.exit_code == 0, result.output
     source = nib.load(volume)
-    for name in ("vol_recon.nii.gz", "vol_baseline.nii.gz"):
+    for name in ("vol_recon.nii.gz", "vol_baseline.nii.gz", "vol_generator.nii.gz"):  # k-space: consistency
         written = nib.load(out / name)
         assert written.shape == source.shape == SHAPE
         assert np.array_equal(written.affine, source.affine)
@@ -150,9 +150,10 @@ def test_compose_cli_reconstructs_a_nifti_volume(G: StyleGAN2Generator, tmp_path
         width, height = figure.size
     assert height > 0.5 * width  # three rows (axial, coronal, sagittal mid-slices) of five columns
     metrics = json.loads((out / "metrics.json").read_text())["vol"]
-    assert set(metrics) == {"recon", "baseline"}
-    assert {"psnr", "ssim", "rmse", "nmse"} <= set(metrics["recon"])
     config = json.loads((out / "config.json").read_text())
+    assert set(metrics) == {"recon", "baseline", "generator"}
+    assert config["execution"]["consistency"] == "auto"
+    assert {"psnr", "ssim", "rmse", "nmse"} <= set(metrics["recon"])
     assert config["gen"]["model"]["img_shape"] == list(SHAPE) and config["solver"]["steps"] == 30
 
 

@@ -55,7 +55,8 @@ class Outputs:
     Attributes:
         files: the paths written (a DICOM series is one directory).
         metrics: ``{"recon": {"psnr", "ssim", "rmse", "nmse"}, "baseline": {...}}`` against the truth (floats;
-            PSNR in dB), or ``{}`` without a truth.
+            PSNR in dB), with ``"generator"`` too when the reconstruction was refined for consistency, or ``{}``
+            without a truth.
     """
 
     files: list[Path]
@@ -79,6 +80,9 @@ def write_outputs(
 
     - ``{name}_recon.EXT``, ``{name}_baseline.EXT``: the reconstruction and the forward model's naive inverse
       (clamped to [0, 1]) on the generator's grid, with ``meta``'s geometry (so volumes overlay the input);
+    - ``{name}_generator.EXT``: when the reconstruction was refined for data consistency (``result.generated``,
+      see :mod:`brgm.core.consistency`), the solver's own image, in the generator's range; ``_recon`` is then the
+      consistent one;
     - ``{name}_recon_input_grid.EXT``: for a volume that was fitted to the generator's grid
       (:func:`brgm.core.io.fit_to_grid`), the reconstruction resampled back onto the input's grid and affine;
     - ``{name}_measurement.EXT`` (``.npy`` for complex k-space);
@@ -115,6 +119,9 @@ def write_outputs(
         io.save(out / f"{name}_baseline{ext}", baseline, meta),
         io.save(out / f"{name}_measurement{io.output_suffix(meta, is_complex=y.is_complex())}", y, meta),
     ]
+    generated = None if result.generated is None else result.generated[index].clamp(0.0, 1.0)
+    if generated is not None:
+        files.append(io.save(out / f"{name}_generator{ext}", generated, meta))
     if meta.fit is not None and meta.spatial_dims == 3:
         native, source = io.back_to_input_grid(recon[None], meta)
         files.append(io.save(out / f"{name}_recon_input_grid{io.output_suffix(source)}", native[0], source))
@@ -132,6 +139,8 @@ def write_outputs(
     if truth is not None:
         target = _item(truth.detach().cpu(), index, recon.ndim).to(recon.dtype)
         metrics = {"recon": item_metrics(recon, target), "baseline": item_metrics(baseline, target)}
+        if generated is not None:
+            metrics["generator"] = item_metrics(generated, target)
     files.append(out / f"{name}_comparison.png")
     figures.comparison_figure(
         files[-1],
