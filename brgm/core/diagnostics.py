@@ -1,0 +1,82 @@
+"""Convergence diagnostics of Markov chains: rank-normalised split R-hat and bulk effective sample size.
+
+Both follow Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021), "Rank-normalization, folding, and
+localization: an improved R-hat for assessing convergence of MCMC": each chain is split in halves, the draws of
+all half-chains are replaced by the normal scores of their ranks (``Φ⁻¹((r − 3/8) / (S + 1/4))``), and
+
+- R-hat is the larger of the classic ``√(var⁺ / W)`` of the rank-normalised draws and of their folded version
+  ``|θ − median(θ)|`` (``W`` the mean within-chain variance, ``var⁺ = (n − 1)/n · W + B/n``);
+- the bulk ESS is ``M·n / τ`` of the rank-normalised draws, ``τ = −1 + 2 Σ_t ρ̂_t`` with the combined
+  autocorrelation ``ρ̂_t = 1 − (W − mean_m γ̂_{t,m}) / var⁺`` truncated by Geyer's initial monotone sequence
+  (sums of pairs ``ρ̂_{2k} + ρ̂_{2k+1}`` while positive, made non-increasing).
+
+Every function works on ``[draws, chains, *rest]`` tensors at once over ``rest`` (for instance every latent
+coordinate of every item).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def split_chains(draws: torch.Tensor) -> torch.Tensor:
+    """``[n, M, *rest]`` -> ``[n // 2, 2M, *rest]``: each chain's first and second halves as separate chains (the
+    middle draw dropped when ``n`` is odd)."""
+    half = draws.shape[0] // 2
+    return torch.cat([draws[:half], draws[draws.shape[0] - half :]], dim=1)
+
+
+def rank_normalise(draws: torch.Tensor) -> torch.Tensor:
+    """``[n, M, *rest]`` -> the normal scores of the ranks over all ``n·M`` draws of each ``rest`` entry (ties
+    broken by order)."""
+    n, m = draws.shape[:2]
+    flat = draws.reshape(n * m, -1)
+    ranks = flat.argsort(dim=0).argsort(dim=0).to(torch.float64) + 1
+    scores = torch.special.ndtri((ranks - 0.375) / (n * m + 0.25))
+    return scores.reshape(draws.shape)
+
+
+def _variances(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[n, M, *rest]`` -> (W, var⁺), each ``[*rest]``."""
+    n = draws.shape[0]
+    within = draws.var(dim=0, correction=1).mean(dim=0)
+    between = n * draws.mean(dim=0).var(dim=0, correction=1)
+    return within, (n - 1) / n * within + between / n
+
+
+def _rhat(draws: torch.Tensor) -> torch.Tensor:
+    within, var_plus = _variances(draws)
+    return (var_plus / within).sqrt()
+
+
+def split_rhat(draws: torch.Tensor) -> torch.Tensor:
+    """``[n, M, *rest]`` (``n ≥ 4``, ``M ≥ 1``) -> rank-normalised split R-hat ``[*rest]`` (≥ ~1; below 1.01 is
+    the published criterion for mixed chains). A constant entry gives NaN."""
+    split = split_chains(draws.double())
+    folded = (split - split.flatten(0, 1).median(dim=0).values).abs()
+    return torch.maximum(_rhat(rank_normalise(split)), _rhat(rank_normalise(folded)))
+
+
+def autocovariance(draws: torch.Tensor) -> torch.Tensor:
+    """``[n, M, *rest]`` -> the biased autocovariances ``γ̂_t`` of each chain, ``[n, M, *rest]`` (lags 0..n−1),
+    by FFT with zero padding."""
+    n = draws.shape[0]
+    centred = draws - draws.mean(dim=0, keepdim=True)
+    spectrum = torch.fft.rfft(centred, n=2 * n, dim=0)
+    return torch.fft.irfft(spectrum.abs().square(), n=2 * n, dim=0)[:n] / n
+
+
+def bulk_ess(draws: torch.Tensor) -> torch.Tensor:
+    """``[n, M, *rest]`` (``n ≥ 4``) -> the bulk effective sample size ``[*rest]`` of the rank-normalised split
+    chains, in (0, n·M·log10(n·M)] (Stan's cap on antithetic chains)."""
+    split = rank_normalise(split_chains(draws.double()))
+    n, m = split.shape[:2]
+    within, var_plus = _variances(split)
+    acov = autocovariance(split).mean(dim=1) * n / (n - 1)  # mean over chains, unbiased at lag 0
+    rho = 1 - (within - acov) / var_plus
+    rho[0] = 1.0
+    pairs = rho[: n - n % 2].reshape(n // 2, 2, *rho.shape[1:]).sum(dim=1)
+    positive = (pairs > 0).to(pairs.dtype).cumprod(dim=0)
+    monotone = pairs.clamp_min(0).cummin(dim=0).values * positive
+    tau = (-1 + 2 * monotone.sum(dim=0)).clamp_min(1 / torch.log10(torch.tensor(float(n * m))))
+    return n * m / tau
