@@ -100,7 +100,7 @@ def test_a_rerun_skips_finished_items_and_never_reads_its_own_outputs(tmp_path) 
         image(folder / f"s{i}.png", i)
     first = compose(*TINY, "-i", str(folder), "--out", str(folder))
     assert first.exit_code == 0, first.output
-    run_files = ("config.json", "metrics.json", "failed.json")  # assembled anew by every run
+    run_files = ("config.json", "metrics.json", "failed.json", "summary.json")  # assembled anew by every run
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name not in run_files}
     again = compose(*TINY, "-i", str(folder), "--out", str(folder))
     assert again.exit_code == 0, again.output

@@ -1,4 +1,4 @@
-"""The ``brgm`` command line: ``compose``, ``plugins``, ``simulate``, ``weights``, ``train``.
+"""The ``brgm`` command line: ``compose``, ``merge``, ``plugins``, ``simulate``, ``weights``, ``train``.
 
 Configuration errors (unknown names, keys or bad values) exit with status 2 and a one-line message.
 """
@@ -105,8 +105,22 @@ def compose(
             help="Redo items already finished in --out, and replace a run of another configuration there.",
         ),
     ] = False,
+    launch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Run as N processes through torch.distributed's launcher (like torchrun --nproc_per_node N), "
+            "the inputs shared between them: one GPU each (NCCL), or the CPU cores divided (Gloo).",
+        ),
+    ] = None,
+    max_restarts: Annotated[
+        int, typer.Option(min=0, help="With --launch: restart the processes this often after a failure.")
+    ] = 0,
 ) -> None:
-    """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s)."""
+    """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s).
+
+    Under torchrun, or as a task of a Slurm job array, each process reconstructs its share of the inputs."""
+    from brgm.cli.run import launch as launch_ranks
     from brgm.cli.run import run_compose
     from brgm.core.compose import resolve_device, resolve_settings
     from brgm.core.config import parse_tokens
@@ -126,6 +140,15 @@ def compose(
             return
         if not inputs:
             raise fail("--input is required (a measurement or clean image, a directory, or several --input)")
+        if launch is not None:
+            options = {"--out": out, "--truth": truth, "--input-kind": input_kind, "--steps": steps}
+            options |= {"--seed": seed, "--device": device}
+            arguments = [*(overrides or []), *(arg for path in inputs for arg in ("--input", str(path)))]
+            arguments += [
+                arg for name, value in options.items() if value is not None for arg in (name, str(value))
+            ]
+            arguments += [flag for flag, on in (("--strict", strict), ("--overwrite", overwrite)) if on]
+            raise typer.Exit(launch_ranks(launch, arguments, max_restarts))
         code = run_compose(
             resolved,
             inputs=inputs,
@@ -137,6 +160,20 @@ def compose(
             strict=strict,
             overwrite=overwrite,
         )
+    except BrgmError as err:
+        raise fail(str(err)) from None
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def merge(out: Annotated[Path, typer.Argument(help="The output directory of a run.")]) -> None:
+    """Assemble metrics.json, failed.json and summary.json of a run from its per-item records (after the
+    tasks of a Slurm job array, or to look at a run in progress)."""
+    from brgm.cli.run import merge_run
+
+    try:
+        code = merge_run(out)
     except BrgmError as err:
         raise fail(str(err)) from None
     if code:

@@ -1,7 +1,11 @@
-"""``brgm compose`` on files: the run pipeline (:mod:`brgm.core.pipeline`) with progress bars on stderr."""
+"""``brgm compose`` on files: the run pipeline (:mod:`brgm.core.pipeline`) with progress bars on stderr, in one
+process, as one rank of torchrun or one task of a Slurm job array (:mod:`brgm.core.distributed`), or launching
+the ranks itself (``--launch N``); ``brgm merge``."""
 
 from __future__ import annotations
 
+import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,8 +13,8 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from brgm.cli.console import err_console
-from brgm.core import pipeline
-from brgm.core.compose import compose_resolved
+from brgm.core import distributed, pipeline
+from brgm.core.compose import compose_resolved, resolve_device
 from brgm.core.config import Resolved
 from brgm.core.solver import Progress as StepProgress
 
@@ -22,6 +26,7 @@ class RichReporter(pipeline.Reporter):
         self.progress = progress
         self.items = progress.add_task("items", total=None)
         self.steps = progress.add_task("solving", total=None, visible=False)
+        self.all = progress.add_task("all workers", total=None, visible=False)
 
     def start(self, total: int, finished: int) -> None:
         self.progress.update(self.items, total=total, completed=finished)
@@ -50,6 +55,11 @@ class RichReporter(pipeline.Reporter):
         elif warning := record.get("metrics", {}).get("warning"):
             console.print(f"[yellow]warning[/] {record['key']}: {warning}", highlight=False)
 
+    def cohort(self, done: int, total: int, rate: float, eta: float | None) -> None:
+        left = "" if eta is None else f", {eta:.0f} s left"
+        description = f"all workers: {rate:.3g} items/s{left}"
+        self.progress.update(self.all, completed=done, total=total, visible=True, description=description)
+
 
 def run_compose(
     resolved: Resolved,
@@ -63,21 +73,32 @@ def run_compose(
     strict: bool = False,
     overwrite: bool = False,
 ) -> int:
-    """Reconstruct every input into ``out``; returns the exit status (see :meth:`RunSummary.exit_status`)."""
-    problem = compose_resolved(resolved, device=device)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console) as progress:
-        summary = pipeline.run(
-            problem,
-            inputs,
-            out,
-            truth=truth,
-            input_kind=input_kind,
-            seed=seed,
-            overwrite=overwrite,
-            reporter=RichReporter(progress),
+    """Reconstruct every input into ``out`` (this process's shard under torchrun or a Slurm job array); returns
+    the exit status (see :meth:`RunSummary.exit_status`; a rank other than 0 leaves failures to rank 0)."""
+    workers = distributed.from_environment()
+    dev = distributed.rank_device(resolve_device(device), workers)
+    with distributed.joined(workers, dev):
+        problem = compose_resolved(resolved, device=str(dev))
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
         )
-    parts = [f"wrote {len(summary.solved)} reconstruction(s) to {out}"]
+        with Progress(*columns, console=err_console, disable=not workers.lead) as progress:
+            summary = pipeline.run(
+                problem,
+                inputs,
+                out,
+                truth=truth,
+                input_kind=input_kind,
+                seed=seed,
+                overwrite=overwrite,
+                reporter=RichReporter(progress),
+                workers=workers,
+            )
+    who = f"worker {workers.label}: " if workers.count > 1 else ""
+    parts = [f"{who}wrote {len(summary.solved)} reconstruction(s) to {out}"]
     if summary.skipped:
         parts.append(f"{len(summary.skipped)} already done")
     if summary.failed:
@@ -85,4 +106,45 @@ def run_compose(
     if summary.diverged:
         parts.append(f"{len(summary.diverged)} diverged")
     err_console.print("; ".join(parts), highlight=False)
-    return summary.exit_status(strict)
+    return summary.exit_status(strict) if workers.lead else 0
+
+
+def launch(processes: int, arguments: Sequence[str], max_restarts: int = 0) -> int:
+    """Run ``brgm compose ARGUMENTS`` as ``processes`` ranks on this machine through torch.distributed's elastic
+    launcher (what ``torchrun --standalone --nproc_per_node N -m brgm compose ...`` does), restarting them all up
+    to ``max_restarts`` times after a failure (each restart finishes what is missing); returns 1 when a rank
+    failed."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=max_restarts,
+        monitor_interval=0.5,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "brgm", "compose", *arguments)
+    except ChildFailedError as err:
+        ranks = ", ".join(
+            f"rank {rank} (exit status {f.exitcode})" for rank, f in sorted(err.failures.items())
+        )
+        err_console.print(f"[red]failed[/]: {ranks}", highlight=False)
+        return 1
+    return 0
+
+
+def merge_run(out: Path) -> int:
+    """``brgm merge OUT``: assemble the run-level files from the records; 1 when an item failed."""
+    summary = pipeline.merge(out)
+    parts = [f"{out}: {len(summary.solved)} item(s) done"]
+    if summary.failed:
+        parts.append(f"{len(summary.failed)} failed (failed.json)")
+    if summary.diverged:
+        parts.append(f"{len(summary.diverged)} diverged")
+    err_console.print("; ".join(parts) + "; wrote metrics.json, failed.json, summary.json", highlight=False)
+    return summary.exit_status()

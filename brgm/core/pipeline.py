@@ -14,15 +14,28 @@ Rerunning the same command skips the items whose record says done with the same 
 loses only the batch in flight; ``overwrite=True`` redoes them. A different configuration into the same output
 directory is an error unless ``overwrite``. A bad input, or an item whose files cannot be written, becomes a
 ``failed`` record and the run goes on.
+
+Over many processes (:mod:`brgm.core.distributed`) each worker runs its shard of the sorted items; every worker
+lists the inputs before any writes (a barrier under torchrun); the lead (rank 0) assembles the run-level files
+after a final barrier, and shows the progress of the whole run from the records in ``records/``. Without
+torchrun (a Slurm job array) every task assembles when it ends, under a lock on ``records/.lock``, so the last
+task to finish writes the complete files; :func:`merge` does the same from the records at any time. Each
+record says which worker made it and when, and ``summary.json`` (assembled with ``metrics.json``) gives the time
+per item and each worker's items, seconds, rate, device and peak memory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import socket
+import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +44,7 @@ import numpy as np
 import torch
 
 from brgm.core import io
+from brgm.core.distributed import Workers
 from brgm.core.errors import BrgmError, ConfigError, DivergenceWarning, ShapeError
 from brgm.core.io.files import write_json
 from brgm.core.io.outputs import write_outputs
@@ -40,6 +54,8 @@ from brgm.core.problem import Problem
 from brgm.core.solver import Progress, Result, reconstruct
 
 RECORDS = "records"
+#: seconds between two counts of the records for the progress of a run over many workers
+PROGRESS_INTERVAL = 2.0
 INPUT_KINDS = ("auto", "image", "measurement")
 
 
@@ -55,6 +71,7 @@ class Prepared:
     truth: torch.Tensor | None
     notes: list[str]
     seconds: float
+    started_at: float
 
 
 class Reporter:
@@ -70,6 +87,11 @@ class Reporter:
 
     def item(self, record: Mapping[str, Any]) -> None:
         """An item finished (``record["status"]`` is ``done`` or ``failed``)."""
+
+    def cohort(self, done: int, total: int, rate: float, eta: float | None) -> None:
+        """A run over many workers (told to its lead every :data:`PROGRESS_INTERVAL` s and at the end):
+        ``done`` of ``total`` items have records, at ``rate`` items/s since this worker started, ``eta``
+        seconds left (None before the first item)."""
 
 
 @attrs.frozen
@@ -98,6 +120,7 @@ def run(
     seed: int = 0,
     overwrite: bool = False,
     reporter: Reporter | None = None,
+    workers: Workers | None = None,
 ) -> RunSummary:
     """Reconstruct every input of ``inputs`` into ``out`` (see the module docstring).
 
@@ -112,51 +135,122 @@ def run(
         seed: the run seed; each item's randomness comes from it and the item's key.
         overwrite: redo finished items, and replace a run of another configuration in ``out``.
         reporter: progress callbacks.
+        workers: this process's shard of a run over many processes (one process by default); see
+            :mod:`brgm.core.distributed`.
     """
     if input_kind not in INPUT_KINDS:
         raise ConfigError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
     seed = check_seed(seed)
     reporter = reporter or Reporter()
+    workers = workers or Workers()
     out = _output_directory(Path(out))
     config = {**problem.config, "seed": seed, "input_kind": input_kind, "truth": truth and str(truth)}
+    if "device" in config:  # its kind: the ranks of one run use cuda:0, cuda:1, ... (said in the records)
+        config["device"] = problem.device.type
     digest = config_hash(config)
     _claim(out, config, digest, overwrite)
     records = Records(out / RECORDS)
     sources = collect(inputs, truth=None if truth is None else Path(truth), exclude=records.written_files())
     finished = set() if overwrite else {key for key, rec in records.all().items() if _done(rec, digest)}
-    todo = [s for s in sources if s.key not in finished]
-    reporter.start(len(sources), len(sources) - len(todo))
+    workers.barrier()  # every worker has listed the inputs and the finished items before any writes
+    mine = workers.take(sources)
+    todo = [s for s in mine if s.key not in finished]
+    reporter.start(len(mine), len(mine) - len(todo))
+    worker = {
+        "shard": workers.label,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": str(problem.device),
+    }
     solved: list[str] = []
     groups: dict[tuple[int, ...], list[Prepared]] = {}
     batch_size = problem.execution.batch_size
 
     def flush(group: list[Prepared]) -> None:
         for record in _solve_and_write(problem, group, out, digest, reporter):
+            record = {**record, "worker": worker}
             records.write(record)
             reporter.item(record)
             solved.append(record["key"])
         group.clear()
-        _assemble(out, records, digest)
+        if workers.lead:
+            _assemble(out, records, digest)
 
-    for source in todo:
-        prepared = _prepare_or_record(source, problem, input_kind, seed, digest, records, reporter)
-        if prepared is None:
-            continue
-        group = groups.setdefault(tuple(prepared.measurement.shape), [])
-        group.append(prepared)
-        if len(group) == batch_size:
-            flush(group)
-    for group in groups.values():
-        if group:
-            flush(group)
-    failed, diverged = _assemble(out, records, digest)
+    watch = workers.count > 1 and workers.lead
+    pending = {s.key for s in sources} - finished
+    with _progress(records.directory, pending, len(sources), reporter) if watch else nullcontext():
+        for source in todo:
+            prepared = _prepare_or_record(
+                source, problem, input_kind, seed, digest, records, reporter, worker
+            )
+            if prepared is None:
+                continue
+            group = groups.setdefault(tuple(prepared.measurement.shape), [])
+            group.append(prepared)
+            if len(group) == batch_size:
+                flush(group)
+        for group in groups.values():
+            if group:
+                flush(group)
+        workers.barrier()  # every rank has written its records
+    if workers.lead:
+        failed, diverged = _assemble(out, records, digest)
+    else:  # its own items; the lead tells about the run
+        keys = {s.key for s in mine}
+        failed, diverged = _outcome({k: r for k, r in _current(records, digest).items() if k in keys})
     return RunSummary(
         out=out,
         solved=solved,
-        skipped=sorted(finished & {s.key for s in sources}),
+        skipped=sorted(finished & {s.key for s in mine}),
         failed=failed,
         diverged=diverged,
     )
+
+
+def merge(out: str | Path) -> RunSummary:
+    """Assemble the run-level files of ``out`` from its records (after a job array's tasks): the records made
+    under the configuration of its ``config.json``."""
+    out = Path(out)
+    try:
+        digest = json.loads((out / "config.json").read_text())["config_hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{out} holds no brgm run (no readable config.json)") from None
+    records = Records(out / RECORDS)
+    failed, diverged = _assemble(out, records, digest)
+    done = [key for key, rec in records.all().items() if _done(rec, digest)]
+    return RunSummary(out=out, solved=sorted(done), skipped=[], failed=failed, diverged=diverged)
+
+
+@contextmanager
+def _progress(directory: Path, pending: set[str], total: int, reporter: Reporter) -> Iterator[None]:
+    """Tell ``reporter.cohort`` how many items have records, counting the records of ``pending`` keys written
+    since the block began every :data:`PROGRESS_INTERVAL` seconds (a thread that sleeps in between), and once
+    more when it ends."""
+    since, start, stop = time.time(), time.monotonic(), threading.Event()
+
+    def report() -> None:
+        done = 0
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                key = entry.name.removesuffix(".json")
+                if key in pending and entry.name.endswith(".json") and entry.stat().st_mtime >= since:
+                    done += 1
+        rate = done / max(time.monotonic() - start, 1e-9)
+        left = len(pending) - done
+        reporter.cohort(total - left, total, rate, left / rate if rate > 0 else None)
+
+    def loop() -> None:
+        while not stop.wait(PROGRESS_INTERVAL):
+            report()
+
+    thread = threading.Thread(target=loop, name="brgm-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    report()
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -249,13 +343,16 @@ def _prepare_or_record(
     digest: str,
     records: Records,
     reporter: Reporter,
+    worker: Mapping[str, Any],
 ) -> Prepared | None:
     """The prepared item, or None after recording its failure (any error: one input never stops the run)."""
     seed = item_seed(run_seed, source.key)
     try:
         return prepare(source, problem, input_kind, seed)
     except Exception as err:  # a bad input becomes its record, whatever it raised
-        record = _record(source, digest, status="failed", stage="prepare", seed=seed, error=_error_text(err))
+        record = _record(
+            source, digest, status="failed", stage="prepare", seed=seed, error=_error_text(err), worker=worker
+        )
         records.write(record)
         reporter.item(record)
         return None
@@ -263,7 +360,7 @@ def _prepare_or_record(
 
 def prepare(source: Source, problem: Problem, input_kind: str, seed: int) -> Prepared:
     """Read ``source`` and return its measurement (simulated with ``seed`` from a clean image when needed)."""
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     loaded = source.load()
     x, meta, notes = loaded.data, loaded.meta, []
     measurement_shape, image_shape = problem.measurement_shape, problem.image_shape
@@ -299,7 +396,7 @@ def prepare(source: Source, problem: Problem, input_kind: str, seed: int) -> Pre
     elif clean is not None:
         truth = clean
         notes.append(f"metrics compare with the clean input {source.label}")
-    return Prepared(source, seed, y, meta, truth, notes, time.perf_counter() - start)
+    return Prepared(source, seed, y, meta, truth, notes, time.perf_counter() - start, started_at)
 
 
 def _solve_and_write(
@@ -350,7 +447,15 @@ def _write_item(
             f"the energy ended far above where it started ({total[0]:.4g} -> {total[-1]:.4g}): the solve "
             f"diverged; {problem.solver.divergence_advice()}"
         )
-    timings = {"prepare_s": item.seconds, "solve_s": solve_seconds, "write_s": time.perf_counter() - start}
+    timings = {
+        "prepare_s": item.seconds,
+        "solve_s": solve_seconds,
+        "write_s": time.perf_counter() - start,
+        "started_at": item.started_at,
+        "finished_at": time.time(),
+    }
+    if problem.device.type == "cuda":
+        timings["max_memory_bytes"] = torch.cuda.max_memory_allocated(problem.device)
     return _record(
         item,
         digest,
@@ -362,12 +467,73 @@ def _write_item(
     )
 
 
-def _assemble(out: Path, records: Records, digest: str) -> tuple[dict[str, str], list[str]]:
-    """Rebuild ``metrics.json`` and ``failed.json`` from the records of this configuration; return the failures
-    (input -> error) and the diverged keys."""
-    current = {key: rec for key, rec in records.all().items() if rec.get("config_hash") == digest}
-    metrics = {key: rec.get("metrics", {}) for key, rec in current.items() if rec.get("status") == "done"}
+def _current(records: Records, digest: str) -> dict[str, dict[str, Any]]:
+    return {key: rec for key, rec in records.all().items() if rec.get("config_hash") == digest}
+
+
+def _outcome(current: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, str], list[str]]:
+    """The failures (input -> error) and the diverged keys among ``current`` records."""
     failed = {rec["input"]: rec.get("error", "") for rec in current.values() if rec.get("status") == "failed"}
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "failed.json", failed)
-    return failed, [key for key, m in metrics.items() if m.get("diverged")]
+    diverged = [
+        key
+        for key, rec in current.items()
+        if rec.get("status") == "done" and rec.get("metrics", {}).get("diverged")
+    ]
+    return failed, diverged
+
+
+def _assemble(out: Path, records: Records, digest: str) -> tuple[dict[str, str], list[str]]:
+    """Rebuild ``metrics.json``, ``failed.json`` and ``summary.json`` from the records of this configuration
+    (holding ``records/.lock``, so that the last of several writers reads every record); return the failures
+    (input -> error) and the diverged keys."""
+    with _locked(records.directory / ".lock"):
+        current = _current(records, digest)
+        metrics = {key: rec.get("metrics", {}) for key, rec in current.items() if rec.get("status") == "done"}
+        failed, diverged = _outcome(current)
+        write_json(out / "metrics.json", metrics)
+        write_json(out / "failed.json", failed)
+        write_json(out / "summary.json", summarise(current.values()))
+    return failed, diverged
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the block (released by the system if the process dies)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def summarise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Time per item and each worker's share of the done ``records``: items, busy seconds (prepare, solve and
+    write), wall seconds (first item's start to last item's end), items per wall second, device and, on CUDA,
+    peak memory."""
+    by_worker: dict[str, list[Mapping[str, Any]]] = {}
+    for rec in records:
+        if rec.get("status") == "done" and "started_at" in rec.get("timings", {}):
+            by_worker.setdefault(rec.get("worker", {}).get("shard", "0/1"), []).append(rec)
+
+    def totals(group: list[Mapping[str, Any]]) -> dict[str, Any]:
+        busy = [sum(v for k, v in r["timings"].items() if k.endswith("_s")) for r in group]
+        wall = max(r["timings"]["finished_at"] for r in group) - min(
+            r["timings"]["started_at"] for r in group
+        )
+        memory = [r["timings"]["max_memory_bytes"] for r in group if "max_memory_bytes" in r["timings"]]
+        return {
+            "items": len(group),
+            "busy_s": sum(busy),
+            "seconds_per_item": sum(busy) / len(group),
+            "wall_s": wall,
+            "items_per_s": len(group) / wall if wall > 0 else None,
+            **({"max_memory_bytes": max(memory)} if memory else {}),
+        }
+
+    every = [rec for group in by_worker.values() for rec in group]
+    workers = {
+        shard: {**totals(group), "devices": sorted({r.get("worker", {}).get("device", "?") for r in group})}
+        for shard, group in sorted(by_worker.items())
+    }
+    return {**(totals(every) if every else {"items": 0}), "workers": workers}
