@@ -80,3 +80,49 @@ def bulk_ess(draws: torch.Tensor) -> torch.Tensor:
     monotone = pairs.clamp_min(0).cummin(dim=0).values * positive
     tau = (-1 + 2 * monotone.sum(dim=0)).clamp_min(1 / torch.log10(torch.tensor(float(n * m))))
     return n * m / tau
+
+
+# ----------------------------------------------------------------------------- calibration of uncertainty
+
+
+def ranks(x: torch.Tensor) -> torch.Tensor:
+    """``[n]`` -> the ranks ``1..n`` of the entries (float64), ties given their average rank."""
+    values, order = x.flatten().double().sort()
+    _, group, counts = torch.unique_consecutive(values, return_inverse=True, return_counts=True)
+    starts = counts.cumsum(0) - counts
+    result = torch.empty_like(values)
+    result[order] = (starts + (counts + 1) / 2).double()[group]
+    return result
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Spearman rank correlation of two tensors of ``n`` entries (ties averaged), in [−1, 1]; NaN when
+    either is constant."""
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.square().sum() * rb.square().sum()).sqrt())
+
+
+def coverage(mean: torch.Tensor, std: torch.Tensor, truth: torch.Tensor, level: float) -> float:
+    """The fraction of entries of ``truth`` inside the central ``level`` Gaussian interval
+    ``mean ± Φ⁻¹((1 + level)/2)·std`` (``std`` of 0: a point, covering only an exact ``mean``)."""
+    z = float(torch.special.ndtri(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+    error = (mean.double() - truth.double()).abs()
+    return float((error <= z * std.double()).double().mean())
+
+
+def sparsification_error(std: torch.Tensor, error: torch.Tensor, fractions: int = 100) -> float:
+    """AUSE (RMSE): over the removed fractions ``f = 0, 1/fractions, …``, the mean of the RMSE of the entries left
+    after removing the fraction ``f`` with the largest ``std``, less the same removing the largest ``|error|``
+    (the oracle); 0 for a perfect ranking, in the units of ``error``."""
+    squared = error.flatten().double().square()
+    n = squared.numel()
+    kept = n - (torch.arange(fractions, dtype=torch.float64) / fractions * n).long()
+
+    def curve(order: torch.Tensor) -> torch.Tensor:
+        tail = squared[order].flip(0).cumsum(0).flip(0)  # tail[i] = Σ of the entries from the i-th on
+        return (tail[n - kept] / kept).sqrt()
+
+    by_std = curve(std.flatten().argsort(descending=True, stable=True))
+    oracle = curve(squared.argsort(descending=True, stable=True))
+    return float((by_std - oracle).mean())

@@ -62,9 +62,12 @@ def _grid(
     path: Path,
     columns: Sequence[tuple[str, torch.Tensor | np.ndarray]],
     *,
-    error_column: str | None = None,
+    error_column: str | Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
+    """Panels of ``columns`` (label, ``[C, *spatial]``); the ``error_column`` label(s) get a colour map from 0
+    with a colour bar, the others gray in [0, 1] (k-space: log-magnitude)."""
+    scaled = {error_column} if isinstance(error_column, str) else set(error_column or ())
     arrays = [_as_array(x) for _, x in columns]
     spatial_dims = arrays[0].ndim - 1
     rows = 1 if spatial_dims == 2 else 3
@@ -77,7 +80,7 @@ def _grid(
         for row, panel in enumerate(_slices(image, spatial_dims)):
             ax = axes[row, col]
             origin = "upper" if spatial_dims == 2 else "lower"
-            if label == error_column:
+            if label in scaled:
                 shown = ax.imshow(panel, cmap="inferno", vmin=0.0, origin=origin, interpolation="nearest")
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
             elif is_kspace:
@@ -138,20 +141,52 @@ def comparison_figure(
     return _grid(Path(path), columns, error_column=error_label, title=title)
 
 
+def uncertainty_figure(
+    path: str | Path,
+    *,
+    mean: torch.Tensor | np.ndarray,
+    std: torch.Tensor | np.ndarray,
+    samples: torch.Tensor | np.ndarray,
+    truth: torch.Tensor | np.ndarray | None = None,
+    shown: int = 3,
+    title: str | None = None,
+) -> Path:
+    """Write a sampler's figure of one item to ``path`` (PNG): the posterior mean, the per-pixel standard
+    deviation and ``|mean − truth|`` (each on its own colour scale from 0), and the first ``shown`` samples.
+
+    Args:
+        mean, std, truth: ``[C, *spatial]`` (intensities in [0, 1]; the std in the same units).
+        samples: ``[S, C, *spatial]``.
+    """
+    columns: list[tuple[str, torch.Tensor | np.ndarray]] = [
+        ("posterior mean", mean),
+        ("standard deviation", std),
+    ]
+    scaled = ["standard deviation"]
+    if truth is not None:
+        error = np.abs(_as_array(mean) - _as_array(truth))
+        columns.append(("|mean − truth|", error))
+        scaled.append("|mean − truth|")
+    columns += [(f"sample {i + 1}", samples[i]) for i in range(min(shown, len(samples)))]
+    return _grid(Path(path), columns, error_column=scaled, title=title)
+
+
 def picture(path: str | Path, x: torch.Tensor | np.ndarray, label: str = "measurement") -> Path:
     """Write a picture of one ``[C, *spatial]`` image, volume (three mid-slices) or k-space to ``path``."""
     return _grid(Path(path), [(label, x)])
 
 
 def energy_figure(path: str | Path, history: Mapping[str, torch.Tensor], index: int = 0) -> Path:
-    """Plot item ``index``'s energies (``history[name]`` is ``[steps, N]``; ``"lr"`` is ``[steps]``)."""
+    """Plot item ``index``'s energies (``"total"``, ``"like.*"`` and ``"prior.*"`` of ``history``, each
+    ``[steps, N]``) and the learning rate ``"lr"`` ``[steps]`` when there is one; a sampler's other records
+    (acceptance, ELBO, diagnostics) are not energies and are left out."""
     fig = Figure(figsize=(6.4, 4.0))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     curves = {
         name: _as_array(values)[:, index].astype(np.float64)
         for name, values in history.items()
-        if name != "lr"
+        if name == "total" or name.startswith(("like.", "prior."))
     }
     steps = np.arange(1, len(next(iter(curves.values()))) + 1)
     for name, values in curves.items():

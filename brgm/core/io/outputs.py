@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from brgm.core import io
+from brgm.core.diagnostics import coverage, spearman
 from brgm.core.io import figures
 from brgm.core.io.files import atomic_path
+from brgm.core.io.formats.meta import AS_STORED
 from brgm.core.operators import ForwardModel
 
 if TYPE_CHECKING:
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
     from brgm.core.solver import Result
 
 METRICS = ("psnr", "ssim", "rmse", "nmse")
+#: the central interval levels whose coverage a sampler's metrics report
+COVERAGE_LEVELS = (0.9, 0.5)
 
 
 def _item(t: torch.Tensor, index: int, ndim: int) -> torch.Tensor:
@@ -48,6 +53,51 @@ def item_metrics(image: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     return {name: float(getattr(metrics, name)(pred, target)[0]) for name in METRICS}
 
 
+def _save_array(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` as float32 ``.npy`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array.astype(np.float32))
+    return path
+
+
+def posterior_outputs(
+    out: Path, name: str, result: Result, index: int, meta: io.Meta, truth: torch.Tensor | None
+) -> tuple[list[Path], dict[str, float]]:
+    """A sampler's files for item ``index`` (see :func:`write_outputs`) and its ``"uncertainty"`` metrics: the
+    mean and largest std (intensities in [0, 1]), the number of samples, the coverage of the central 90 % and 50 %
+    Gaussian intervals ``mean ± z·std`` and Spearman(std, |mean − truth|) when the truth is known, and the
+    sampler's diagnostics (``rhat``, ``ess``, the final ``elbo``) when its history has them."""
+    mean, std, samples = result.image[index], result.std[index], result.samples[:, index]
+    ext = io.output_suffix(meta)
+    intensity = meta.intensity or AS_STORED
+    # a standard deviation has the window's scale but no offset (and no inversion)
+    spread = attrs.evolve(intensity, low=0.0, high=intensity.span, invert=False, clip=False)
+    files = []
+    if ext != ".npy":  # an .npy input's format is the array itself, written below
+        files += [
+            io.save(out / f"{name}_mean{ext}", mean, meta),
+            io.save(out / f"{name}_std{ext}", std, attrs.evolve(meta, intensity=spread)),
+        ]
+    files += [
+        _save_array(out / f"{name}_mean.npy", intensity.from_unit(mean.numpy())),
+        _save_array(out / f"{name}_std.npy", spread.from_unit(std.numpy())),
+        _save_array(out / f"{name}_samples.npy", intensity.from_unit(samples.numpy())),
+    ]
+    metrics = {"mean_std": float(std.mean()), "max_std": float(std.max()), "samples": float(len(samples))}
+    if truth is not None:
+        for level in COVERAGE_LEVELS:
+            metrics[f"coverage{round(level * 100)}"] = coverage(mean, std, truth, level)
+        metrics["spearman"] = spearman(std, (mean - truth).abs())
+    for key in ("rhat", "ess", "elbo"):
+        if key in result.history:
+            metrics[key] = float(result.history[key][-1, index])
+    files.append(out / f"{name}_uncertainty.png")
+    figures.uncertainty_figure(
+        files[-1], mean=mean, std=std, samples=samples, truth=truth, title=f"{name}: posterior"
+    )
+    return files, metrics
+
+
 @attrs.frozen
 class Outputs:
     """What :func:`write_outputs` wrote for one item.
@@ -56,7 +106,7 @@ class Outputs:
         files: the paths written (a DICOM series is one directory).
         metrics: ``{"recon": {"psnr", "ssim", "rmse", "nmse"}, "baseline": {...}}`` against the truth (floats;
             PSNR in dB), with ``"generator"`` too when the reconstruction was refined for consistency, or ``{}``
-            without a truth.
+            without a truth; and ``"uncertainty"`` for a sampler's result (see :func:`posterior_outputs`).
     """
 
     files: list[Path]
@@ -89,7 +139,13 @@ def write_outputs(
     - ``{name}_merged.EXT`` for inpainting: the observed pixels of the measurement, the reconstruction elsewhere;
     - ``{name}_latents.safetensors``: ``ws [1, num_ws, w_dim]``, and ``noise.0``, ``noise.1``, ... ``[1, 1, *shape]``
       when the noise inputs were optimised (``G.synthesis(ws, noises=[noise.0, ...])`` renders the recon);
-    - ``{name}_comparison.png`` (see :func:`brgm.core.io.figures.comparison_figure`) and ``{name}_energy.png``.
+    - ``{name}_comparison.png`` (see :func:`brgm.core.io.figures.comparison_figure`) and ``{name}_energy.png``;
+    - for a sampler's result (``result.std`` set): ``{name}_mean.EXT`` (the posterior mean, the same image as
+      ``_recon``) and ``{name}_std.EXT`` (the per-pixel posterior standard deviation in the image's intensity
+      scale, so it overlays the input; an 8-bit format rounds it to 1/255), float32 arrays in the input's
+      intensity units ``{name}_mean.npy``, ``{name}_std.npy`` ``[C, *spatial]`` and ``{name}_samples.npy``
+      ``[S, C, *spatial]``, and ``{name}_uncertainty.png`` (see
+      :func:`brgm.core.io.figures.uncertainty_figure`).
 
     Args:
         out_dir: the run's output directory (created if needed).
@@ -152,4 +208,9 @@ def write_outputs(
         title=f"{name}: {problem.forward_model.name}",
     )
     files.append(figures.energy_figure(out / f"{name}_energy.png", result.history, index))
+    if result.std is not None and result.samples is not None:
+        target = None if truth is None else _item(truth.detach().cpu(), index, recon.ndim).to(recon.dtype)
+        posterior_files, uncertainty = posterior_outputs(out, name, result, index, meta, target)
+        files += posterior_files
+        metrics["uncertainty"] = uncertainty
     return Outputs(files=files, metrics=metrics)

@@ -159,14 +159,15 @@ class LangevinSolver(Solver):
         phase["ess"] = bulk_ess(draws).amin(dim=-1).cpu()[None]
         history = posterior.history_with_start(start.result, phase)
         images = torch.stack(kept, dim=2).flatten(1, 2).transpose(0, 1)  # [S, N, C, *spatial]
-        mean, std, samples = posterior.summarise(problem, images, y)
+        summary = posterior.summarise(problem, images, y)
         ws = trace.reshape(len(trace), n, chains, *start.packing.ws_shape).mean(dim=(0, 2))
         return Result(
-            image=mean,
+            image=summary.mean,
             ws=ws.cpu(),
             history=history,
             diverged=diverged(history["total"]),
             noises=start.result.noises,
-            std=std,
-            samples=samples,
+            std=summary.std,
+            samples=summary.samples,
+            generated=summary.generated,
         )

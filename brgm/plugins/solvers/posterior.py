@@ -8,8 +8,9 @@ MAP values: the samplers condition on them.
 
 Data consistency (:mod:`brgm.core.consistency`): when the problem's execution refines results
 (``solver.consistency``, ``auto`` for k-space and masks), every posterior draw is refined, and the mean and the
-standard deviation are those of the refined draws. :func:`~brgm.core.solver.reconstruct` then refines the mean
-once more, which changes it little: it agrees with the measurement to within the noise already.
+standard deviation are those of the refined draws (``Result.generated`` is then the mean of the unrefined ones).
+:func:`~brgm.core.solver.reconstruct` then refines the mean once more, which changes it little: it agrees with
+the measurement to within the noise already.
 """
 
 from __future__ import annotations
@@ -187,21 +188,42 @@ def preconditioner(
     return 1 / (fisher + start.prior_scale.square().reciprocal())
 
 
-def summarise(
-    problem: Problem, images: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Posterior draws ``images [S, N, C, *spatial]`` (``S ≥ 2``) -> (mean, standard deviation, samples) on the
-    CPU in float32: each draw refined for data consistency when the problem's execution refines results (see the
-    module docstring), clamped to [0, 1]; the standard deviation has Bessel's correction."""
+@attrs.frozen
+class Summary:
+    """Posterior draws summarised, on the CPU in float32, intensities clamped to [0, 1].
+
+    Attributes:
+        mean: ``[N, C, *spatial]``, the mean of the draws (refined for data consistency when the problem refines).
+        std: ``[N, C, *spatial]``, their standard deviation (Bessel's correction).
+        samples: ``[S, N, C, *spatial]``, the draws.
+        generated: the mean of the generator's own draws when they were refined, else None.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    samples: torch.Tensor
+    generated: torch.Tensor | None
+
+
+def summarise(problem: Problem, images: torch.Tensor, y: torch.Tensor) -> Summary:
+    """Posterior draws ``images [S, N, C, *spatial]`` (``S ≥ 2``) of measurements ``y`` -> their summary, each
+    draw refined for data consistency when the problem's execution refines results (see the module docstring)."""
     s = images.shape[0]
+    generated = None
     if problem.execution.refines(problem.forward_model, y.shape):
+        generated = images.clamp(0, 1).double().mean(dim=0).float().cpu()
         sigma = problem.noise_level(y).repeat(s)
         flat = consistent(
             problem.forward_model, images.flatten(0, 1), y.repeat(s, *(1,) * (y.ndim - 1)), sigma
         )
         images = flat.reshape(images.shape)
-    samples = images.clamp(0, 1).double()
-    return samples.mean(dim=0).float().cpu(), samples.std(dim=0).float().cpu(), samples.float().cpu()
+    draws = images.clamp(0, 1).double()
+    return Summary(
+        mean=draws.mean(dim=0).float().cpu(),
+        std=draws.std(dim=0).float().cpu(),
+        samples=draws.float().cpu(),
+        generated=generated,
+    )
 
 
 def history_with_start(start: Result, phase: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

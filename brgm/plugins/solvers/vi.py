@@ -184,14 +184,15 @@ class VISolver(Solver):
                 noises = None if start.noises is None else [posterior.repeat(t, lanes) for t in start.noises]
                 image = problem.image(start.packing.latents(chunk.flatten(0, 1), noises))
                 images.append(image.reshape(n, lanes, *problem.image_shape))
-            image, std, samples = posterior.summarise(problem, torch.cat(images, dim=1).transpose(0, 1), y)
+            summary = posterior.summarise(problem, torch.cat(images, dim=1).transpose(0, 1), y)
         ws = q.mean[:, : start.packing.ws_size].reshape(n, *start.packing.ws_shape)
         return Result(
-            image=image,
+            image=summary.mean,
             ws=ws.cpu(),
             history=history,
             diverged=diverged(history["total"]),
             noises=start.result.noises,
-            std=std,
-            samples=samples,
+            std=summary.std,
+            samples=summary.samples,
+            generated=summary.generated,
         )
