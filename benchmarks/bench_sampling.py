@@ -1,0 +1,70 @@
+"""What posterior samples cost (issue 15): 16 samples of a 64×64 slice against one MAP solve, in one process.
+
+On one held-out 64×64 demo-brain slice under k-space ×4 with noise σ = 0.02 it times, in this order and in the
+same process (so that the ratios compare like with like on a shared machine):
+
+1. ``solver=map`` with its defaults (500 steps), the baseline;
+2. ``solver=langevin`` with its defaults (a 300-step MAP start, 4 chains × 360 steps, 16 draws);
+3. ``solver=vi`` with its defaults (a 300-step MAP start, 200 steps of 4 draws, 16 draws);
+
+each ``--repeats`` times (the median), and prints the seconds and the ratio to the MAP solve. The target is a
+ratio of at most 3.
+
+    nice -n 10 python benchmarks/bench_sampling.py                  # CPU, 2 threads
+    python benchmarks/bench_sampling.py --device cuda --threads 8   # a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+import brgm
+from brgm.core.io import load
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--input", default="brgm/data/demo-brain64/heldout-066.png")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--solvers", nargs="+", default=["map", "langevin", "vi"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    x = load(args.input).data.reshape(1, 1, 64, 64)
+    settings = {"fwd.kspace.acceleration": 4, "fwd.gaussian_noise.sigma": 0.02}
+    timings: dict[str, float] = {}
+    for solver in args.solvers:
+        problem = brgm.compose(
+            gen="demo-brain64", fwd="kspace+gaussian_noise", solver=solver, device=args.device, **settings
+        )
+        y = problem.forward_model(x.to(problem.device))
+        seconds = []
+        for _ in range(args.repeats):
+            if problem.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            result = brgm.reconstruct(problem, y, seed=0)
+            if problem.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - start)
+        timings[solver] = statistics.median(seconds)
+        samples = 0 if result.samples is None else len(result.samples)
+        ratio = timings[solver] / timings[args.solvers[0]]
+        print(
+            f"{solver:9s} {timings[solver]:8.1f} s  {samples:3d} samples  ×{ratio:.2f} of {args.solvers[0]}",
+            flush=True,
+        )
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
+    print(f"device: {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()
