@@ -120,3 +120,36 @@ def test_coverage_of_exact_gaussian_errors_and_sparsification() -> None:
     error = (truth - mean).abs()
     assert sparsification_error(error, error) == 0.0  # the std ranks pixels as the errors do: the oracle
     assert sparsification_error(std, error) < sparsification_error(-std, error)
+
+
+def test_the_command_line_writes_a_samplers_files_and_metrics(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from brgm.cli.app import app
+
+    Image.fromarray((smooth_images(1, 8, 8)[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "s.png")
+    args = ["compose", "gen=tiny", "fwd=mask", "solver=langevin", "solver.map_steps=3", "solver.steps=8"]
+    args += [
+        "solver.chains=2",
+        "solver.samples=4",
+        "--input",
+        str(tmp_path / "s.png"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "o"
+    for suffix in (
+        "mean.png",
+        "std.png",
+        "mean.npy",
+        "std.npy",
+        "samples.npy",
+        "uncertainty.png",
+        "energy.png",
+    ):
+        assert (out / f"s_{suffix}").is_file(), suffix
+    assert np.load(out / "s_samples.npy").shape == (4, 1, 8, 8)
+    metrics = json.loads((out / "metrics.json").read_text())["s"]
+    assert {"coverage90", "coverage50", "spearman", "rhat", "ess", "mean_std"} <= set(metrics["uncertainty"])
