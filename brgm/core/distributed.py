@@ -8,9 +8,10 @@ world_size``, where the torchrun values come from ``RANK``/``WORLD_SIZE`` and th
 or ``1-8``, with or without ``%limit``). The shards come from the whole sorted list, finished items included,
 so that every launcher and every rerun deals the same items to the same worker.
 
-Under torchrun each rank joins a process group (NCCL on its own GPU ``cuda:LOCAL_RANK``, Gloo on the CPU with
-the machine's cores divided between the ranks of the node), only to wait for the others: ranks never exchange
-tensors, so the results do not depend on the number of processes.
+Under torchrun each rank joins a process group (NCCL on its own GPU ``cuda:LOCAL_RANK``; Gloo on the CPU, with
+the machine's cores divided between the ranks of the node, and where several ranks share a GPU, which NCCL
+refuses), only to wait for the others: ranks never exchange tensors, so the results do not depend on the number
+of processes.
 """
 
 from __future__ import annotations
@@ -119,14 +120,17 @@ def cpu_threads(workers: Workers, cores: int | None = None) -> int:
 
 @contextmanager
 def joined(workers: Workers, device: torch.device) -> Iterator[None]:
-    """Join torchrun's process group for the block (NCCL on ``device`` when it is a GPU, else Gloo with
-    :func:`cpu_threads` threads); outside torchrun, nothing."""
+    """Join torchrun's process group for the block (NCCL on ``device`` when it is a GPU of its own, Gloo when
+    ranks share a GPU, Gloo with :func:`cpu_threads` threads on the CPU); outside torchrun, nothing."""
     if not workers.torchrun or dist.is_initialized():
         yield
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", timeout=BARRIER_TIMEOUT, device_id=device)
+        if workers.local_world_size <= torch.cuda.device_count():
+            dist.init_process_group("nccl", timeout=BARRIER_TIMEOUT, device_id=device)
+        else:
+            dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
     else:
         torch.set_num_threads(cpu_threads(workers))
         dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)

@@ -148,8 +148,9 @@ def run(
     if "device" in config:  # its kind: the ranks of one run use cuda:0, cuda:1, ... (said in the records)
         config["device"] = problem.device.type
     digest = config_hash(config)
-    _claim(out, config, digest, overwrite)
     records = Records(out / RECORDS)
+    with _locked(records.directory / ".lock"):  # two runs started at once: the second sees the first's claim
+        _claim(out, config, digest, overwrite)
     sources = collect(inputs, truth=None if truth is None else Path(truth), exclude=records.written_files())
     finished = set() if overwrite else {key for key, rec in records.all().items() if _done(rec, digest)}
     workers.barrier()  # every worker has listed the inputs and the finished items before any writes
