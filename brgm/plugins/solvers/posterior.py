@@ -117,16 +117,17 @@ def map_start(
     result = MAPSolver(steps=steps, lr=lr).solve(problem, y, seeds=seeds, progress=forward)
     device = problem.device
     ws = result.ws.to(device)
+    noises = None if result.noises is None else [n.to(device) for n in result.noises]
     deviation = None
-    if problem.optimises_deviation and result.generated is not None:
-        deviation = (result.image - result.generated).to(device)
+    if problem.optimises_deviation:  # the MAP image less the generator's own (clamping makes it approximate)
+        with torch.no_grad():
+            deviation = result.image.to(device) - problem.image(Latents(ws=ws, noises=noises))
     packing = Packing(tuple(ws.shape[1:]), None if deviation is None else problem.image_shape)
     _, w_std = problem.generator.w_stats()
     scale = torch.ones(
         packing.pack(ws[:1], None if deviation is None else deviation[:1]).shape[1], device=device
     )
     scale[: packing.ws_size] = float(w_std)
-    noises = None if result.noises is None else [n.to(device) for n in result.noises]
     sigma = problem.energy_sigma(y, problem.noise_level(y))
     return Start(
         result=result,
