@@ -172,3 +172,27 @@ def test_torchrun_ranks_give_the_outputs_of_one_process_and_a_killed_rank_resume
     after = {p.name: p.stat().st_mtime_ns for p in (killed / "records").glob("*.json")}
     assert len(after) == 8 and all(after[name] == mtime for name, mtime in before.items())
     assert_same_outputs(killed, tmp_path / "one")
+
+
+def test_two_runs_of_other_configurations_started_at_once_into_one_out_cannot_both_claim_it(tmp_path) -> None:
+    folder = tmp_path / "slices"
+    for i in range(2):
+        image(folder / f"s{i}.png", i, size=16)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "brgm", "compose", *GEN, *KSPACE, "-i", str(folder), "--out", str(out)]
+    runs = [
+        subprocess.Popen(
+            [*command, f"solver.steps={steps}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+        )
+        for steps in (2, 3)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert sorted(run.returncode for run in runs) == [0, 2], outputs
+    digest = json.loads((out / "config.json").read_text())["config_hash"]
+    records = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert len(records) == 2 and all(r["config_hash"] == digest and r["status"] == "done" for r in records)
+    assert set(json.loads((out / "metrics.json").read_text())) == {"s0", "s1"}
