@@ -53,7 +53,7 @@ import torch
 
 import brgm
 from brgm.core.errors import ConfigError
-from brgm.core.outputs import item_metrics
+from brgm.core.io.outputs import item_metrics
 from brgm.core.pipeline import Reporter, run
 from brgm.core.problem import Problem
 from brgm.core.solver import Progress
@@ -297,11 +297,9 @@ class PrintReporter(Reporter):
     def start(self, total: int, finished: int) -> None:
         print(f"  {self.label}: {total} items, {finished} done by an earlier run", flush=True)
 
-    def solving(self, keys: Sequence[str], steps: int) -> Progress | None:
-        every = max(1, steps // 10)
-
+    def solving(self, keys: Sequence[str]) -> Progress | None:
         def progress(step: int, steps: int, energies: dict[str, float]) -> None:
-            if step % every == 0 or step == steps:
+            if step % max(1, steps // 10) == 0 or step == steps:
                 print(
                     f"  {self.label}: {len(keys)} items, step {step}/{steps}, energy {energies['total']:.4g}"
                 )

@@ -294,3 +294,69 @@ def test_total_variation_matches_its_formula_2d_and_3d() -> None:
     assert abs(total_variation(step, 1e-9).item() - 4.0) < 1e-6
     d = torch.tensor(rng.random((1, 1, 4, 5)), requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: total_variation(v, 1e-2), (d,))
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(1, 6), min_size=2, max_size=3), seed=st.integers(0, 2**16))
+def test_gradient_adjoint_is_the_adjoint_of_gradient(shape: list[int], seed: int) -> None:
+    from brgm.plugins.priors.deviation import gradient, gradient_adjoint
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 1, *shape, generator=g, dtype=torch.float64)
+    p = torch.randn(len(shape), 2, 1, *shape, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(
+        (gradient(x) * p).sum(), (x * gradient_adjoint(p)).sum(), rtol=1e-12, atol=1e-12
+    )
+
+
+def deviation_energy(f, base, y, sigma, weight, d) -> torch.Tensor:
+    from brgm.plugins.priors.deviation import total_variation
+
+    return (f(base + d) - y).abs().square().flatten(1).sum(1) / (2 * sigma**2) + weight * total_variation(d)
+
+
+@pytest.mark.parametrize(
+    ("fwd", "params"), [("mask", {"missing": "box"}), ("kspace", {"seed": 0}), ("blur", {})]
+)
+def test_minimise_deviation_reaches_the_convex_minimum(fwd, params) -> None:
+    from brgm.plugins.priors.deviation import DeviationPrior
+
+    f = brgm.forward_model(fwd, **params)
+    g = torch.Generator().manual_seed(0)
+    truth = torch.zeros(2, 1, 16, 16, dtype=torch.float64)
+    truth[:, :, 4:12, 5:11] = 1.0  # a square the "generator" misses
+    base = 0.3 * torch.ones_like(truth)
+    y = f(truth)
+    y = y + 0.01 * (
+        torch.randn(y.shape, generator=g)
+        if not y.is_complex()
+        else torch.randn(y.shape, generator=g, dtype=y.dtype)
+    )
+    sigma = torch.tensor([0.01, 0.02], dtype=torch.float64)
+    zero = torch.zeros_like(base)
+
+    def energy_after(iterations: int) -> torch.Tensor:
+        prior = DeviationPrior(weight=30.0, iterations=iterations)
+        return deviation_energy(f, base, y, sigma, 30.0, prior.minimise_deviation(f, base, y, sigma, zero))
+
+    default, longer, best = (energy_after(n) for n in (500, 3000, 20000))
+    start = deviation_energy(f, base, y, sigma, 30.0, zero)
+    assert (default < start).all() and (longer <= default * (1 + 1e-9)).all()
+    assert ((default - best) / best < 2e-2).all(), (default, best)  # the default iterations
+    assert ((longer - best) / best < 1e-2).all(), (longer, best)
+    d = DeviationPrior(weight=30.0).minimise_deviation(f, base, y, sigma, zero)
+    # the deviation explains what the generator's image misses: the data misfit falls well below the base's
+    assert (f(base + d) - y).abs().square().sum() < 0.1 * (f(base) - y).abs().square().sum()
+
+
+def test_minimise_deviation_needs_a_linear_model_and_iterations() -> None:
+    from brgm.plugins.priors.deviation import DeviationPrior
+    from tests.test_likelihoods import Identity  # a ForwardModel without an adjoint
+
+    x = torch.zeros(1, 1, 8, 8)
+    nonlinear = Identity()
+    assert DeviationPrior().minimise_deviation(nonlinear, x, x, torch.ones(1), x) is None
+    assert (
+        DeviationPrior(iterations=0).minimise_deviation(brgm.forward_model("mask"), x, x, torch.ones(1), x)
+        is None
+    )

@@ -265,6 +265,14 @@ class Chain(LinearForwardModel):
         return f"Chain({', '.join(map(repr, self.ops))})"
 
 
+def is_linear(forward_model: ForwardModel) -> bool:
+    """Whether ``forward_model`` is linear (up to a constant fill of unmeasured entries) with an adjoint: a
+    :class:`LinearForwardModel`, or a :class:`Chain` of them."""
+    if isinstance(forward_model, Chain):
+        return forward_model.is_linear
+    return isinstance(forward_model, LinearForwardModel)
+
+
 def chain(ops: Sequence[ForwardModel]) -> ForwardModel:
     """One operator for ``ops``: the operator itself when there is one, else a :class:`Chain`."""
     return ops[0] if len(ops) == 1 else Chain(ops)

@@ -20,7 +20,7 @@ import torch
 from brgm.core.consistency import consistent
 from brgm.core.errors import DivergenceWarning, ShapeError
 from brgm.core.generator import AUTOCAST_DTYPES, Generator
-from brgm.core.operators import Chain, ForwardModel, LinearForwardModel
+from brgm.core.operators import ForwardModel, is_linear
 from brgm.core.params import build, check_seed, field_names, field_values, interval, one_of, unknown_key
 from brgm.core.problem import Problem
 
@@ -44,8 +44,9 @@ class Result:
         samples: a sampler's posterior samples ``[S, N, C, *spatial]``; else None.
         baseline: the forward model's naive inverse of the measurement ``[N, C, *spatial]`` (clamped to [0, 1]),
             set by :func:`reconstruct` (solvers leave it None).
-        generated: the solver's own image when :func:`reconstruct` refined ``image`` for data consistency
-            (:mod:`brgm.core.consistency`); else None.
+        generated: the generator's own image when ``image`` is not: when the solver added an image-space
+            deviation, or :func:`reconstruct` refined ``image`` for data consistency (:mod:`brgm.core.consistency`);
+            else None.
         sigma: the measurement's noise level ``[N]`` (:meth:`~brgm.core.problem.Problem.noise_level`), set by
             :func:`reconstruct`.
     """
@@ -120,9 +121,7 @@ class Execution:
 
     def refines(self, forward_model: ForwardModel, shape: Sequence[int]) -> bool:
         """Whether results of ``forward_model`` for measurements of ``shape`` are refined for consistency."""
-        if self.consistency == "off" or not isinstance(forward_model, LinearForwardModel):
-            return False
-        if isinstance(forward_model, Chain) and not forward_model.is_linear:
+        if self.consistency == "off" or not is_linear(forward_model):
             return False
         return self.consistency == "refine" or forward_model.measured(shape) is not None
 
@@ -224,7 +223,9 @@ def reconstruct(
         result.sigma = problem.noise_level(y).cpu()
     if execution.refines(problem.forward_model, y.shape):
         refined = consistent(problem.forward_model, result.image.to(y.device), y, result.sigma.to(y.device))
-        result.generated, result.image = result.image, refined.clamp(0, 1).cpu()
+        if result.generated is None:
+            result.generated = result.image
+        result.image = refined.clamp(0, 1).cpu()
     if result.diverged.any():
         total = result.history["total"]
         items = ", ".join(

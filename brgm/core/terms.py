@@ -75,3 +75,17 @@ class Prior(Term):
     def energy(self, latents: Latents) -> torch.Tensor:
         """Latents of a batch of N -> unweighted energy ``[N]``."""
         raise NotImplementedError
+
+    def minimise_deviation(
+        self,
+        forward_model: ForwardModel,
+        base: torch.Tensor,
+        y: torch.Tensor,
+        sigma: torch.Tensor,
+        deviation: torch.Tensor,
+    ) -> torch.Tensor | None:
+        """For a prior on the image-space deviation (``needs_deviation``): the deviation ``[N, C, *spatial]``
+        minimising ``‖f(base + d) − y‖² / (2σ²) + weight·E(d)`` with the generator's image ``base`` fixed, from
+        ``deviation``; None when the prior has no such solve for ``forward_model`` (the solver's own deviation
+        is then kept)."""
+        return None

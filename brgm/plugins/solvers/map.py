@@ -1,5 +1,9 @@
 """MAP reconstruction: Adam over W+ latents under a learning-rate schedule.
 
+When the problem has an image-space deviation (``prior=...+deviation``), Adam optimises it with the latents, and
+the solve ends with the deviation's exact minimisation given the final latents
+(:meth:`~brgm.core.terms.Prior.minimise_deviation`); ``Result.generated`` is then the generator's own image.
+
 The schedule ``"brgm"`` is BRGM-TF's (and NVIDIA's projector's): a linear ramp-up over the first ``rampup``
 fraction of the steps and a cosine ramp-down over the last ``rampdown`` fraction,
 
@@ -119,7 +123,16 @@ class MAPSolver(Solver):
                 progress(
                     step + 1, self.steps, {n: float(e.sum()) for n, e in zip(names, energies, strict=True)}
                 )
+        generated = None
         with torch.no_grad():
+            if deviation is not None:
+                base = problem.image(Latents(ws=ws, noises=noises))
+                for prior in problem.priors:
+                    if prior.needs_deviation:
+                        exact = prior.minimise_deviation(problem.forward_model, base, y, sigma, deviation)
+                        deviation = deviation if exact is None else exact
+                latents = Latents(ws=ws, noises=noises, deviation=deviation)
+                generated = base.clamp(0, 1).float().cpu()
             image = problem.image(latents).clamp(0, 1).float().cpu()
         history = {name: record[i] for i, name in enumerate(names)}
         history["lr"] = lrs
@@ -129,6 +142,7 @@ class MAPSolver(Solver):
             history=history,
             diverged=diverged(history["total"]),
             noises=None if noises is None else [n.detach().cpu() for n in noises],
+            generated=generated,
         )
 
     def _non_finite_message(
