@@ -360,3 +360,30 @@ def test_minimise_deviation_needs_a_linear_model_and_iterations() -> None:
         DeviationPrior(iterations=0).minimise_deviation(brgm.forward_model("mask"), x, x, torch.ones(1), x)
         is None
     )
+
+
+def test_map_leaves_the_deviation_to_the_exact_solve_unless_asked_to_optimise_it() -> None:
+    """``solver.deviation_lr=0`` (the default): Adam fits the latents alone, so the generator's image is the plain
+    Gaussian MAP's, and the deviation is the exact solve's; ``deviation_lr > 0`` optimises both jointly."""
+    from brgm.plugins.priors.deviation import DeviationPrior
+
+    common = {"gen": "tiny", "fwd": "mask", "device": "cpu", "gen.size": 8, "solver.consistency": "off"}
+    plain = brgm.compose(priors=["gaussian"], **common)
+    with_deviation = brgm.compose(priors=["gaussian", "deviation"], **common)
+    x = torch.rand(2, *plain.image_shape, generator=torch.Generator().manual_seed(3))
+    y = plain.forward_model(x)
+
+    reference = brgm.reconstruct(plain, y, steps=20, seed=0)
+    staged = brgm.reconstruct(with_deviation, y, steps=20, seed=0)
+    torch.testing.assert_close(staged.generated, reference.image, atol=1e-6, rtol=0)
+    deviation_prior = next(p for p in with_deviation.priors if isinstance(p, DeviationPrior))
+    sigma = with_deviation.energy_sigma(y, with_deviation.noise_level(y))
+    exact = deviation_prior.minimise_deviation(
+        with_deviation.forward_model, staged.generated, y, sigma, torch.zeros_like(staged.generated)
+    )
+    torch.testing.assert_close(staged.image, (staged.generated + exact).clamp(0, 1), atol=1e-5, rtol=0)
+
+    joint = brgm.reconstruct(with_deviation, y, steps=20, seed=0, deviation_lr=0.05)
+    assert (joint.generated - reference.image).abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="deviation_lr"):
+        brgm.reconstruct(with_deviation, y, steps=2, deviation_lr=-1)

@@ -180,7 +180,11 @@ def posterior_q(n: int, size: int, rank: int, gen: torch.Generator):
 @pytest.fixture(scope="module")
 def tiny():
     return brgm.compose(
-        gen="tiny", fwd="test_scale+gaussian_noise", device="cpu", **{"fwd.gaussian_noise.sigma": 0.05}
+        gen="tiny",
+        fwd="test_scale+gaussian_noise",
+        prior="gaussian",  # the deviation is sampled in test_volumes_and_deviation_are_sampled
+        device="cpu",
+        **{"fwd.gaussian_noise.sigma": 0.05},
     )
 
 

@@ -80,10 +80,12 @@ def test_3d_forward_models_compose_with_the_3d_generator(
     assert y.shape == (1, *measurement) and y.is_complex() == (fwd == "kspace")
     assert problem.baseline(y).shape == (1, 1, *SHAPE)
     ws = G.mapping(torch.randn(1, G.z_dim)).requires_grad_(True)
-    _, terms = problem.energies(Latents(ws=ws), y)
+    assert problem.optimises_deviation  # the default priors include the image-space deviation, 3D too
+    deviation = torch.zeros(1, 1, *SHAPE).requires_grad_(True)
+    _, terms = problem.energies(Latents(ws=ws, deviation=deviation), y)
     total = torch.stack(list(terms.values())).sum()
-    (grad,) = torch.autograd.grad(total, ws)
-    assert torch.isfinite(total) and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    grads = torch.autograd.grad(total, [ws, deviation])
+    assert torch.isfinite(total) and all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
 
 
 def test_kspace_of_a_volume_samples_a_phase_encode_plane(G: StyleGAN2Generator) -> None:

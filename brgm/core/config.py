@@ -45,7 +45,8 @@ GROUPS = {
     "solver": "solver",
 }
 MULTI = ("fwd", "like", "prior")
-DEFAULT_SELECTIONS = {"like": "pixel", "prior": "gaussian+colinear", "solver": "map"}
+#: the default priors were chosen on training slices only (``benchmarks/defaults.py``, ``docs/defaults.md``)
+DEFAULT_SELECTIONS = {"like": "pixel", "prior": "gaussian+deviation", "solver": "map"}
 NONE_WORDS = ("none", "null", "")
 
 

@@ -74,7 +74,8 @@ class DeviationPrior(Prior):
 
     name: ClassVar[str] = "deviation"
     needs_deviation: ClassVar[bool] = True
-    weight: float = attrs.field(default=1.0, converter=float, validator=interval(0.0))
+    #: β; the default 10 was chosen on training slices (``docs/defaults.md``)
+    weight: float = attrs.field(default=10.0, converter=float, validator=interval(0.0))
     eps: float = attrs.field(default=1e-3, converter=float, validator=interval(0.0, open_lo=True))
     #: iterations of the exact deviation solve that ends a MAP reconstruction (0: none, keep the solver's)
     iterations: int = attrs.field(default=500, converter=int, validator=interval(0, 100_000))
