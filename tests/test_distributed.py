@@ -100,7 +100,8 @@ def test_the_tasks_of_a_job_array_share_the_items_and_the_last_assembles(tmp_pat
 
 # --- torchrun: the outputs of one process; a killed rank resumed -------------------------------------------------
 
-RUN = [*GEN, *KSPACE, "solver.steps=5", "solver.batch_size=1"]
+#: the bundled generator, a few steps
+RUN = ["gen=demo-brain64", *KSPACE, "solver.steps=3", "solver.batch_size=1"]
 ENV = {**os.environ, "BRGM_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
@@ -135,7 +136,7 @@ def assert_same_outputs(out: Path, expected: Path) -> None:
 def test_torchrun_ranks_give_the_outputs_of_one_process_and_a_killed_rank_resumes(tmp_path) -> None:
     folder = tmp_path / "slices"
     for i in range(8):
-        image(folder / f"s{i}.png", i, size=16)
+        image(folder / f"s{i}.png", i, size=64)
     threads = str(cpu_threads(Workers(local_world_size=2), cores=len(os.sched_getaffinity(0))))
     one = subprocess.run(
         [sys.executable, "-m", "brgm", "compose", *RUN, "-i", str(folder), "--out", str(tmp_path / "one")],
@@ -177,7 +178,7 @@ def test_torchrun_ranks_give_the_outputs_of_one_process_and_a_killed_rank_resume
 def test_two_runs_of_other_configurations_started_at_once_into_one_out_cannot_both_claim_it(tmp_path) -> None:
     folder = tmp_path / "slices"
     for i in range(2):
-        image(folder / f"s{i}.png", i, size=16)
+        image(folder / f"s{i}.png", i, size=64)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "brgm", "compose", *GEN, *KSPACE, "-i", str(folder), "--out", str(out)]
     runs = [
