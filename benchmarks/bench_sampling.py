@@ -4,8 +4,8 @@ On one held-out 64×64 demo-brain slice under k-space ×4 with noise σ = 0.02 i
 same process (so that the ratios compare like with like on a shared machine):
 
 1. ``solver=map`` with its defaults (500 steps), the baseline;
-2. ``solver=langevin`` with its defaults (a 300-step MAP start, 4 chains × 360 steps, 16 draws);
-3. ``solver=vi`` with its defaults (a 300-step MAP start, 200 steps of 4 draws, 16 draws);
+2. ``solver=langevin`` with its defaults (a 200-step MAP start, 4 chains × 300 steps, 16 draws);
+3. ``solver=vi`` with its defaults (a 200-step MAP start, 200 steps of 4 draws, 16 draws);
 
 each ``--repeats`` times (the median), and prints the wall-clock and the process CPU seconds and their ratios to
 the MAP solve. The target is a ratio of at most 3. On a machine shared with other work the wall-clock ratio

@@ -43,8 +43,9 @@ class LangevinSolver(Solver):
     """Posterior sampling: preconditioned Metropolis-adjusted Langevin chains started from the MAP solution."""
 
     name: ClassVar[str] = "langevin"
-    #: Langevin steps of every chain, warm-up included
-    steps: int = attrs.field(default=360, converter=int, validator=interval(8, 1_000_000))
+    #: Langevin steps of every chain, warm-up included (300: 16 draws cost under 3× the default MAP solve on a CPU,
+    #: benchmarks/bench_sampling.py)
+    steps: int = attrs.field(default=300, converter=int, validator=interval(8, 1_000_000))
     #: the fraction of ``steps`` spent adapting the step size (its draws are discarded)
     warmup: float = attrs.field(default=0.45, converter=float, validator=interval(0, 1, open_hi=True))
     chains: int = attrs.field(default=4, converter=int, validator=interval(2, 1024))
@@ -56,7 +57,7 @@ class LangevinSolver(Solver):
         default=0.574, converter=float, validator=interval(0, 1, open_lo=True, open_hi=True)
     )
     #: steps of the MAP solve the chains start from, and its learning rate
-    map_steps: int = attrs.field(default=300, converter=int, validator=interval(1, 1_000_000))
+    map_steps: int = attrs.field(default=200, converter=int, validator=interval(1, 1_000_000))
     map_lr: float = attrs.field(default=0.1, converter=float, validator=interval(0, open_lo=True))
     #: random measurements estimating the preconditioner
     probes: int = attrs.field(default=4, converter=int, validator=interval(1, 1024))

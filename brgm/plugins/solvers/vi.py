@@ -101,7 +101,7 @@ class VISolver(Solver):
     samples: int = attrs.field(default=16, converter=int, validator=interval(2, 100_000))
     #: the fraction of the last steps whose parameters are averaged into the result (Polyak-Ruppert)
     average: float = attrs.field(default=0.5, converter=float, validator=interval(0, 1, open_lo=True))
-    map_steps: int = attrs.field(default=300, converter=int, validator=interval(1, 1_000_000))
+    map_steps: int = attrs.field(default=200, converter=int, validator=interval(1, 1_000_000))
     map_lr: float = attrs.field(default=0.1, converter=float, validator=interval(0, open_lo=True))
     probes: int = attrs.field(default=4, converter=int, validator=interval(1, 1024))
 
