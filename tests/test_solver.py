@@ -43,7 +43,7 @@ def measurement(problem, n: int, seed: int = 1) -> torch.Tensor:
     ],
 )
 def test_brgm_schedule_matches_the_tf_formula(step: int, expected: float) -> None:
-    assert MAPSolver(steps=1000).learning_rate(step) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert MAPSolver(steps=1000, lr=0.1).learning_rate(step) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_constant_schedule() -> None:
@@ -53,7 +53,7 @@ def test_constant_schedule() -> None:
 
 def test_energy_falls_history_is_complete_and_gradients_finite(problem) -> None:
     y = measurement(problem, 3)
-    result = brgm.reconstruct(problem, y, steps=40, seed=0)
+    result = brgm.reconstruct(problem, y, steps=40, seed=0, lr=0.1)
     h = result.history
     assert set(h) == {"like.test_sse", "prior.test_spread", "total", "lr"}
     assert h["total"].shape == (40, 3) and h["lr"].shape == (40,)
