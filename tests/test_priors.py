@@ -369,6 +369,38 @@ def test_the_default_deviation_solve_converges_on_noiseless_blur() -> None:
     assert ((default - best) / best < 0.3).all(), (default, best)
 
 
+def test_the_deviation_solve_stops_once_each_item_has_converged(monkeypatch) -> None:
+    from brgm.plugins.priors import deviation
+
+    f = brgm.forward_model("kspace", seed=0)
+    r = torch.linspace(-1, 1, 16, dtype=torch.float64)
+    smooth = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / 0.2)[None, None]  # converges in 100 iterations
+    square = torch.zeros_like(smooth)
+    square[..., 4:12, 5:11] = 1.0  # TV's slow case: still moving after 5000
+    truth = torch.cat([smooth, square])
+    base, y = 0.8 * truth, f(truth)
+    sigma, zero = torch.full((2,), 0.01, dtype=torch.float64), torch.zeros_like(truth)
+    calls, gradient = [], deviation.gradient
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return gradient(x)
+
+    monkeypatch.setattr(deviation, "gradient", counted)
+    prior = deviation.DeviationPrior()
+    alone = prior.minimise_deviation(f, base[:1], y[:1], sigma[:1], zero[:1])
+    assert len(calls) == deviation.CHECK_EVERY
+    calls.clear()
+    batch = prior.minimise_deviation(f, base, y, sigma, zero)
+    assert len(calls) == prior.iterations
+    full = deviation.DeviationPrior(tolerance=0.0).minimise_deviation(f, base, y, sigma, zero)
+    # the converged item is left alone, the other one runs on: each answer is the one it gets alone
+    torch.testing.assert_close(batch[:1], alone, rtol=0, atol=1e-12)
+    torch.testing.assert_close(batch[1:], full[1:], rtol=0, atol=1e-12)
+    early, converged = (deviation_energy(f, base, y, sigma, 10.0, d)[0] for d in (alone, full))
+    assert abs(early - converged) / converged < 1e-6, (early, converged)
+
+
 def test_minimise_deviation_needs_a_linear_model_and_iterations() -> None:
     from brgm.plugins.priors.deviation import DeviationPrior
     from tests.test_likelihoods import Identity  # a ForwardModel without an adjoint

@@ -32,6 +32,8 @@ POWER_ITERATIONS = 20
 #: the primal step τ of the deviation solve (the dual step is 1/(τ·‖K‖²)); τ = 1 converged fastest on masks,
 #: k-space and blur at the scale σ² puts the data term in
 PRIMAL_STEP = 1.0
+#: iterations between the deviation solve's convergence checks (each one synchronises with the device)
+CHECK_EVERY = 100
 
 
 def gradient(x: torch.Tensor) -> torch.Tensor:
@@ -81,6 +83,10 @@ class DeviationPrior(Prior):
     #: noiseless blur, the slowest case, the default 5000 ends 0.1 dB short of 20 000 and 500 ended 0.8 dB short
     #: (``docs/defaults.md``)
     iterations: int = attrs.field(default=5000, converter=int, validator=interval(0, 100_000))
+    #: an item's solve stops once one iteration changes its deviation by less than this fraction of its norm
+    #: (checked every :data:`CHECK_EVERY` iterations; 0: always run ``iterations``); 1e-5 ended the k-space solves
+    #: of the demo slices after 1300–1400 iterations, their reconstructions within 0.01 dB (``docs/defaults.md``)
+    tolerance: float = attrs.field(default=1e-5, converter=float, validator=interval(0.0, 1.0))
 
     def energy(self, latents: Latents) -> torch.Tensor:
         """Latents with ``deviation [N, C, *spatial]`` -> ``[N]``, non-negative."""
@@ -118,12 +124,21 @@ class DeviationPrior(Prior):
             extrapolated = d
             tv_dual = torch.zeros(base.ndim - 2, *base.shape, dtype=base.dtype, device=base.device)
             data_dual = torch.zeros_like(residual)
-            for _ in range(self.iterations):
+            # items whose solve goes on: a converged item keeps its deviation, so each item's answer is the one
+            # it gets alone, whatever else is in the batch
+            active = torch.ones(base.shape[0], dtype=torch.bool, device=base.device)
+            for iteration in range(1, self.iterations + 1):
                 tv_dual = tv_dual + step * gradient(extrapolated)
                 tv_dual = tv_dual / (tv_dual.square().sum(dim=0).sqrt() / bound).clamp_min(1.0)
                 data_dual = (data_dual + step * (linear(extrapolated) - residual)) / (1 + step)
                 updated = d - PRIMAL_STEP * (gradient_adjoint(tv_dual) + forward_model.adjoint(data_dual))
+                updated = torch.where(active.reshape(-1, *(1,) * (base.ndim - 1)), updated, d)
                 extrapolated = 2 * updated - d
+                if self.tolerance > 0 and iteration % CHECK_EVERY == 0:
+                    change = (updated - d).flatten(1).norm(dim=1)
+                    active &= change >= self.tolerance * updated.flatten(1).norm(dim=1)
+                    if not active.any():
+                        return updated
                 d = updated
         return d
 
