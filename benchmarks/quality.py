@@ -204,9 +204,9 @@ def checked_adjoint_error(physics: LinearPhysics, x: torch.Tensor) -> float:
 
 def tv_reconstruct(op: Any, y: torch.Tensor, weight: float, iterations: int) -> torch.Tensor:
     """``argmin_x ½‖Ax − y‖² + weight·TV(x)`` by Chambolle–Pock (the deviation prior's exact solve from a zero
-    base, σ = 1), clamped to [0, 1]."""
+    base with all of β on the image's TV, σ = 1), clamped to [0, 1]."""
     zero = torch.zeros_like(op.adjoint(y))
-    prior = DeviationPrior(weight=weight, iterations=iterations)
+    prior = DeviationPrior(weight=weight, image_share=1.0, iterations=iterations, tolerance=0.0)
     sigma = torch.ones(len(y), device=y.device)
     return prior.minimise_deviation(op, zero, y, sigma, zero).clamp(0, 1)
 

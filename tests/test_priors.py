@@ -309,16 +309,73 @@ def test_gradient_adjoint_is_the_adjoint_of_gradient(shape: list[int], seed: int
     )
 
 
-def deviation_energy(f, base, y, sigma, weight, d) -> torch.Tensor:
+def deviation_energy(f, base, y, sigma, weight, d, share=0.5) -> torch.Tensor:
+    """The deviation's part of the calibrated energy, with ``share`` of β on TV of the image ``base + d``."""
     from brgm.plugins.priors.deviation import total_variation
 
-    return (f(base + d) - y).abs().square().flatten(1).sum(1) / (2 * sigma**2) + weight * total_variation(d)
+    tv = (1 - share) * total_variation(d) + share * total_variation(base + d)
+    return (f(base + d) - y).abs().square().flatten(1).sum(1) / (2 * sigma**2) + weight * tv
 
 
+def test_the_deviation_energy_splits_beta_between_the_deviation_and_the_image() -> None:
+    from brgm.plugins.priors.deviation import DeviationPrior, total_variation
+
+    g = torch.Generator().manual_seed(0)
+    d, x = (torch.randn(2, 1, 6, 7, generator=g, dtype=torch.float64) for _ in range(2))
+    latents = Latents(ws=torch.zeros(2, 3, 4), deviation=d)
+    for share in (0.0, 0.3, 1.0):
+        got = DeviationPrior(image_share=share, eps=1e-9).energy(latents, x)
+        expected = (1 - share) * total_variation(d, 1e-9) + share * total_variation(x, 1e-9)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+    with pytest.raises(ConfigError, match="deviation"):
+        DeviationPrior().energy(Latents(ws=torch.zeros(2, 3, 4)), x)
+
+
+def test_problem_energies_give_the_deviation_prior_the_reconstruction() -> None:
+    from brgm.plugins.priors.deviation import total_variation
+
+    problem = brgm.compose(gen="tiny", fwd="mask", priors=["deviation"], device="cpu")
+    ws = problem.generator.mapping(
+        torch.randn(1, problem.generator.z_dim, generator=torch.Generator().manual_seed(0))
+    )
+    d = 0.1 * torch.randn(1, *problem.image_shape, generator=torch.Generator().manual_seed(1))
+    latents = Latents(ws=ws, deviation=d)
+    x, terms = problem.energies(latents, problem.forward_model(problem.image(latents)), weighted=False)
+    share = problem.priors[0].image_share
+    assert 0 < share < 1
+    expected = (1 - share) * total_variation(d, 1e-3) + share * total_variation(x, 1e-3)
+    torch.testing.assert_close(terms["prior.deviation"], expected)
+
+
+def test_with_all_of_beta_on_the_image_the_solve_is_tv_whatever_the_generator_says() -> None:
+    """``image_share=1`` is a classical TV reconstruction: the image ``base + d`` does not depend on ``base``;
+    with the share on the deviation (``image_share=0``) it does, where k-space was not measured."""
+    from brgm.plugins.priors.deviation import DeviationPrior
+
+    f = brgm.forward_model("kspace", seed=0)
+    truth = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    truth[..., 4:12, 5:11] = 1.0
+    y, sigma = f(truth), torch.tensor([0.05], dtype=torch.float64)
+    bases = (
+        torch.zeros_like(truth),
+        torch.rand(truth.shape, generator=torch.Generator().manual_seed(0)).to(truth),
+    )
+
+    def images(share: float) -> list[torch.Tensor]:
+        prior = DeviationPrior(weight=30.0, image_share=share, iterations=20000, tolerance=0.0)
+        return [base + prior.minimise_deviation(f, base, y, sigma, torch.zeros_like(base)) for base in bases]
+
+    tv = images(1.0)
+    torch.testing.assert_close(tv[0], tv[1], rtol=0, atol=1e-6)
+    generator_kept = images(0.0)
+    assert (generator_kept[0] - generator_kept[1]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
 @pytest.mark.parametrize(
     ("fwd", "params"), [("mask", {"missing": "box"}), ("kspace", {"seed": 0}), ("blur", {})]
 )
-def test_minimise_deviation_reaches_the_convex_minimum(fwd, params) -> None:
+def test_minimise_deviation_reaches_the_convex_minimum(fwd, params, share) -> None:
     from brgm.plugins.priors.deviation import DeviationPrior
 
     f = brgm.forward_model(fwd, **params)
@@ -336,15 +393,16 @@ def test_minimise_deviation_reaches_the_convex_minimum(fwd, params) -> None:
     zero = torch.zeros_like(base)
 
     def energy_after(iterations: int) -> torch.Tensor:
-        prior = DeviationPrior(weight=30.0, iterations=iterations)
-        return deviation_energy(f, base, y, sigma, 30.0, prior.minimise_deviation(f, base, y, sigma, zero))
+        prior = DeviationPrior(weight=30.0, image_share=share, iterations=iterations, tolerance=0.0)
+        d = prior.minimise_deviation(f, base, y, sigma, zero)
+        return deviation_energy(f, base, y, sigma, 30.0, d, share)
 
     default, longer, best = (energy_after(n) for n in (500, 3000, 20000))
-    start = deviation_energy(f, base, y, sigma, 30.0, zero)
+    start = deviation_energy(f, base, y, sigma, 30.0, zero, share)
     assert (default < start).all() and (longer <= default * (1 + 1e-9)).all()
     assert ((default - best) / best < 2e-2).all(), (default, best)  # 500 suffice at these noise levels
     assert ((longer - best) / best < 1e-2).all(), (longer, best)
-    d = DeviationPrior(weight=30.0).minimise_deviation(f, base, y, sigma, zero)
+    d = DeviationPrior(weight=30.0, image_share=share).minimise_deviation(f, base, y, sigma, zero)
     # the deviation explains what the generator's image misses: the data misfit falls well below the base's
     assert (f(base + d) - y).abs().square().sum() < 0.1 * (f(base) - y).abs().square().sum()
 
@@ -363,7 +421,7 @@ def test_the_default_deviation_solve_converges_on_noiseless_blur() -> None:
     sigma = SIGMA_FLOOR * y.square().flatten(1).mean(1).sqrt()
     zero = torch.zeros_like(base)
     default, best = (
-        deviation_energy(f, base, y, sigma, 10.0, prior.minimise_deviation(f, base, y, sigma, zero))
+        deviation_energy(f, base, y, sigma, prior.weight, prior.minimise_deviation(f, base, y, sigma, zero))
         for prior in (DeviationPrior(), DeviationPrior(iterations=20000))
     )
     assert ((default - best) / best < 0.3).all(), (default, best)
@@ -387,17 +445,19 @@ def test_the_deviation_solve_stops_once_each_item_has_converged(monkeypatch) -> 
         return gradient(x)
 
     monkeypatch.setattr(deviation, "gradient", counted)
-    prior = deviation.DeviationPrior()
+    prior = deviation.DeviationPrior(image_share=0.0)  # TV(d) alone: the smooth item converges in 100
     alone = prior.minimise_deviation(f, base[:1], y[:1], sigma[:1], zero[:1])
-    assert len(calls) == deviation.CHECK_EVERY
+    assert len(calls) == 1 + deviation.CHECK_EVERY  # the base's gradient, then one per iteration
     calls.clear()
     batch = prior.minimise_deviation(f, base, y, sigma, zero)
-    assert len(calls) == prior.iterations
-    full = deviation.DeviationPrior(tolerance=0.0).minimise_deviation(f, base, y, sigma, zero)
+    assert len(calls) == 1 + prior.iterations
+    full = deviation.DeviationPrior(image_share=0.0, tolerance=0.0).minimise_deviation(
+        f, base, y, sigma, zero
+    )
     # the converged item is left alone, the other one runs on: each answer is the one it gets alone
     torch.testing.assert_close(batch[:1], alone, rtol=0, atol=1e-12)
     torch.testing.assert_close(batch[1:], full[1:], rtol=0, atol=1e-12)
-    early, converged = (deviation_energy(f, base, y, sigma, 10.0, d)[0] for d in (alone, full))
+    early, converged = (deviation_energy(f, base, y, sigma, prior.weight, d, 0.0)[0] for d in (alone, full))
     assert abs(early - converged) / converged < 1e-6, (early, converged)
 
 
@@ -416,12 +476,14 @@ def test_minimise_deviation_needs_a_linear_model_and_iterations() -> None:
 
 def test_map_leaves_the_deviation_to_the_exact_solve_unless_asked_to_optimise_it() -> None:
     """``solver.deviation_lr=0`` (the default): Adam fits the latents alone, so the generator's image is the plain
-    Gaussian MAP's, and the deviation is the exact solve's; ``deviation_lr > 0`` optimises both jointly."""
+    Gaussian MAP's (the deviation prior's share on the image's TV does not smooth it), and the deviation is the
+    exact solve's; ``deviation_lr > 0`` optimises both jointly."""
     from brgm.plugins.priors.deviation import DeviationPrior
 
     common = {"gen": "tiny", "fwd": "mask", "device": "cpu", "gen.size": 8, "solver.consistency": "off"}
     plain = brgm.compose(priors=["gaussian"], **common)
     with_deviation = brgm.compose(priors=["gaussian", "deviation"], **common)
+    assert with_deviation.priors[1].image_share > 0
     x = torch.rand(2, *plain.image_shape, generator=torch.Generator().manual_seed(3))
     y = plain.forward_model(x)
 

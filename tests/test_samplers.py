@@ -221,6 +221,13 @@ def test_volumes_and_deviation_are_sampled(solver: str) -> None:
     result = brgm.reconstruct(problem, y, solver=solver, seed=0, map_steps=5, **FAST[solver])
     assert result.samples.shape == (4, 2, 1, 4, 4, 4)
     assert set(result.history) >= {"like.pixel", "prior.gaussian", "prior.deviation", "total"}
+    # every energy spans the MAP start and the sampler; the staged MAP start leaves the deviation prior out (NaN)
+    steps = result.history["total"].shape[0]
+    assert all(
+        result.history[k].shape == (steps, 2) for k in ("like.pixel", "prior.gaussian", "prior.deviation")
+    )
+    assert result.history["prior.deviation"][:5].isnan().all()
+    assert result.history["prior.deviation"][5:].isfinite().all() and result.history["total"].isfinite().all()
     # pixels clamped at 0 or 1 in every draw have no spread; the others do
     assert torch.isfinite(result.std).all() and (result.std > 0).float().mean() > 0.8
 

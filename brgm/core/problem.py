@@ -126,26 +126,37 @@ class Problem:
         x = (x.float() + 1.0) * 0.5
         return x if latents.deviation is None else x + latents.deviation
 
-    def terms(self) -> dict[str, Term]:
-        """Every energy term by ``like.NAME`` / ``prior.NAME``."""
-        return {f"like.{t.name}": t for t in self.likelihoods} | {f"prior.{t.name}": t for t in self.priors}
+    def terms(self, *, deviation: bool = True) -> dict[str, Term]:
+        """Every energy term by ``like.NAME`` / ``prior.NAME``; ``deviation=False`` leaves out the priors on the
+        image-space deviation (the first stage of a staged solve, which fits the latents alone)."""
+        priors = [t for t in self.priors if deviation or not t.needs_deviation]
+        return {f"like.{t.name}": t for t in self.likelihoods} | {f"prior.{t.name}": t for t in priors}
 
     def energies(
-        self, latents: Latents, y: torch.Tensor, sigma: torch.Tensor | None = None, *, weighted: bool = True
+        self,
+        latents: Latents,
+        y: torch.Tensor,
+        sigma: torch.Tensor | None = None,
+        *,
+        weighted: bool = True,
+        deviation: bool = True,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The current images and every term's energy ``[N]`` (times its weight unless ``weighted=False``),
-        by ``like.NAME`` / ``prior.NAME``; ``sigma [N]`` is the data term's noise level (:meth:`energy_sigma`,
-        computed from ``y`` when not given; solvers compute it once), given to likelihoods that use it."""
+        """The current images and the energy ``[N]`` of every term of :meth:`terms` (``deviation`` as there), times
+        its weight unless ``weighted=False``, by ``like.NAME`` / ``prior.NAME``; ``sigma [N]`` is the data term's
+        noise level (:meth:`energy_sigma`, computed from ``y`` when not given; solvers compute it once), given to
+        likelihoods that use it."""
         if sigma is None and any(like.uses_sigma for like in self.likelihoods):
             sigma = self.energy_sigma(y, self.noise_level(y))
         x = self.image(latents)
         pred = self.forward_model(x)
         terms: dict[str, torch.Tensor] = {}
-        for key, term in self.terms().items():
+        for key, term in self.terms(deviation=deviation).items():
             if isinstance(term, Likelihood) and term.uses_sigma:
                 energy = term.energy(pred, y, self.forward_model, sigma)
             elif isinstance(term, Likelihood):
                 energy = term.energy(pred, y, self.forward_model)
+            elif isinstance(term, Prior) and term.uses_image:
+                energy = term.energy(latents, x)
             else:
                 energy = term.energy(latents)
             terms[key] = term.weight * energy if weighted else energy

@@ -65,12 +65,18 @@ class Likelihood(Term):
 
 @attrs.define(kw_only=True, eq=False)
 class Prior(Term):
-    """An energy ``E(w)`` on the latents."""
+    """An energy ``E(w)`` on the latents.
+
+    A prior that sets ``uses_image`` is also given the reconstruction ``x [N, C, *spatial]`` (the generator's
+    intensities plus the deviation, :meth:`brgm.core.problem.Problem.image`): its :meth:`energy` is called with it.
+    """
 
     #: True for priors on the generator's noise inputs: the solver then optimises them with ``ws``
     needs_noise: ClassVar[bool] = False
     #: True for priors on an image-space deviation: the solver then optimises one with ``ws``
     needs_deviation: ClassVar[bool] = False
+    #: True for priors whose energy also takes the reconstruction ``x``
+    uses_image: ClassVar[bool] = False
 
     def energy(self, latents: Latents) -> torch.Tensor:
         """Latents of a batch of N -> unweighted energy ``[N]``."""

@@ -192,6 +192,9 @@ def energy_figure(path: str | Path, history: Mapping[str, torch.Tensor], index: 
     for name, values in curves.items():
         ax.plot(steps, values, label=name, linewidth=2.0 if name == "total" else 1.2)
     everything = np.concatenate(list(curves.values()))
+    everything = everything[
+        ~np.isnan(everything)
+    ]  # NaN: a term a stage left out (a sampler's staged MAP start)
     ax.set_yscale("log" if np.all(everything > 0) else "symlog")
     ax.set_xlabel("step")
     ax.set_ylabel("energy")

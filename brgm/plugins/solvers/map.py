@@ -2,10 +2,12 @@
 
 When the problem has an image-space deviation (``prior=...+deviation``), the solve ends with the deviation's exact
 minimisation given the final latents (:meth:`~brgm.core.terms.Prior.minimise_deviation`), and ``Result.generated``
-is the generator's own image. By default (``deviation_lr=0``) Adam leaves the deviation at 0, so the latents fit
-the data alone and the deviation only explains what they leave: optimising both jointly lets the generator's
-image drift while the deviation absorbs the misfit, which on the training slices of ``demo-brain64`` cost 0.5 to
-0.7 dB on k-space ×4 (``docs/defaults.md``). ``deviation_lr > 0`` optimises it jointly, which a forward model
+is the generator's own image. By default (``deviation_lr=0``) the solve is staged: Adam fits the latents alone (the
+deviation at 0 and its prior left out) and the deviation only explains what they leave. Leaving the prior in,
+its share on the image's TV (``prior.deviation.image_share``) falls on the generator's image and smooths it where
+σ is large (2 dB lost on noiseless ×8 super-resolution of the training slices of ``demo-brain64``); optimising both
+jointly lets the generator's image drift while the deviation absorbs the misfit, which on the same slices cost 0.5
+to 0.7 dB on k-space ×4 (``docs/defaults.md``). ``deviation_lr > 0`` optimises it jointly, which a forward model
 without an exact solve (a nonlinear one) needs.
 
 The schedule ``"brgm"`` is BRGM-TF's (and NVIDIA's projector's): a linear ramp-up over the first ``rampup``
@@ -109,14 +111,15 @@ class MAPSolver(Solver):
         latents = Latents(ws=ws, noises=noises, deviation=deviation)
         sigma = problem.energy_sigma(y, problem.noise_level(y))
         optimizer = torch.optim.Adam(groups, lr=self.lr, betas=self.betas, eps=self.eps)
-        names = [*problem.terms(), "total"]
+        staged = self.deviation_lr == 0  # Adam fits the latents alone; the exact solve then the deviation
+        names = [*problem.terms(deviation=not staged), "total"]
         record = torch.empty(len(names), self.steps, y.shape[0], dtype=torch.float64)
         lrs = torch.empty(self.steps, dtype=torch.float64)
         for step in range(self.steps):
             lr = self.learning_rate(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["scale"]
-            _, terms = problem.energies(latents, y, sigma)
+            _, terms = problem.energies(latents, y, sigma, deviation=not staged)
             total = torch.stack(list(terms.values())).sum(dim=0)
             energies = torch.stack([*terms.values(), total]).detach().double().cpu()
             if not torch.isfinite(energies).all():

@@ -228,10 +228,15 @@ def summarise(problem: Problem, images: torch.Tensor, y: torch.Tensor) -> Summar
 
 
 def history_with_start(start: Result, phase: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The MAP start's per-term energies followed by the sampler's (``[map steps + steps, N]``), and the sampler's
-    other records as they are."""
+    """The MAP start's per-term energies followed by the sampler's (``[map steps + steps, N]``; NaN over the start
+    for a term it left out, such as the deviation prior of a staged MAP solve), and the sampler's other records as
+    they are."""
     history = dict(phase)
-    for key, values in start.history.items():
-        if key in phase and values.ndim == 2:
-            history[key] = torch.cat([values, phase[key]])
+    start_steps = start.history["total"].shape[0]
+    for key, values in phase.items():
+        if key.startswith(("like.", "prior.")) or key == "total":
+            before = start.history.get(key)
+            if before is None:
+                before = torch.full((start_steps, *values.shape[1:]), float("nan"), dtype=values.dtype)
+            history[key] = torch.cat([before, values])
     return history
