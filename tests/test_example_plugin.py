@@ -82,7 +82,8 @@ def test_compose_runs_with_the_example_forward_model_and_prior(env: dict[str, st
     assert [p["name"] for p in config["prior"]] == ["gaussian", "sphere"]
     assert np.load(out / "clean_recon.npy").shape == (1, 8, 8)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["clean"]) == {"recon", "baseline"}
+    assert set(metrics["clean"]) == {"recon", "baseline", "noise"}
+    assert metrics["clean"]["noise"]["source"] == "estimated"
 
 
 def test_compose_runs_with_the_example_solver(env: dict[str, str], tmp_path: Path) -> None:

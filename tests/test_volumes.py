@@ -153,7 +153,8 @@ def test_compose_cli_reconstructs_a_nifti_volume(G: StyleGAN2Generator, tmp_path
     assert height > 0.5 * width  # three rows (axial, coronal, sagittal mid-slices) of five columns
     metrics = json.loads((out / "metrics.json").read_text())["vol"]
     config = json.loads((out / "config.json").read_text())
-    assert set(metrics) == {"recon", "baseline", "generator"}
+    assert set(metrics) == {"recon", "baseline", "generator", "noise"}
+    assert metrics["noise"]["source"] == "estimated" and metrics["noise"]["sigma"] > 0
     assert config["execution"]["consistency"] == "auto"
     assert {"psnr", "ssim", "rmse", "nmse"} <= set(metrics["recon"])
     assert config["gen"]["model"]["img_shape"] == list(SHAPE) and config["solver"]["steps"] == 30

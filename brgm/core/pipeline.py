@@ -440,7 +440,7 @@ def _write_item(
         )
     except Exception as err:  # a file that cannot be written fails this item only
         return _record(item, digest, status="failed", stage="write", error=_error_text(err), **fields)
-    metrics: dict[str, Any] = dict(written.metrics)
+    metrics: dict[str, Any] = {**written.metrics, "noise": _noise(problem, result, index, item.measurement)}
     if result.diverged[index]:
         total = result.history["total"][:, index]
         metrics["diverged"] = True
@@ -466,6 +466,17 @@ def _write_item(
         timings=timings,
         **fields,
     )
+
+
+def _noise(problem: Problem, result: Result, index: int, measurement: torch.Tensor) -> dict[str, Any]:
+    """The noise level of item ``index``: ``sigma`` (:meth:`~brgm.core.problem.Problem.noise_level`), where it
+    came from (``source``) and the floored level the data term used (``energy_sigma``)."""
+    sigma = result.sigma[index : index + 1].to(measurement.device)
+    return {
+        "sigma": float(sigma),
+        "source": problem.noise_source,
+        "energy_sigma": float(problem.energy_sigma(measurement, sigma)),
+    }
 
 
 def _current(records: Records, digest: str) -> dict[str, dict[str, Any]]:

@@ -102,14 +102,30 @@ class Problem:
         """Whether an image-space deviation is an unknown too (a prior on it was selected)."""
         return any(prior.needs_deviation for prior in self.priors)
 
+    @property
+    def noise_source(self) -> str:
+        """Where :meth:`noise_level` takes σ from, the first that applies: ``"like.NAME.sigma"`` (the user gave
+        it), ``"fwd.NAME.sigma"`` (the composed noise model), ``"estimated"`` (from each measurement)."""
+        return self._given_noise()[0]
+
+    def _given_noise(self) -> tuple[str, float | None]:
+        """``(noise_source, σ)``, σ None where it is estimated."""
+        for like in self.likelihoods:
+            if like.uses_sigma and like.given_sigma is not None:
+                return f"like.{like.name}.sigma", like.given_sigma
+        noise = [op for op in self.forward_model.components if op.noise_sigma is not None]
+        if noise:
+            return f"fwd.{noise[0].name}.sigma", self.forward_model.noise_sigma
+        return "estimated", None
+
     def noise_level(self, y: torch.Tensor) -> torch.Tensor:
-        """The noise level σ of measurements ``y [N, ...]``, ``[N]``: the composed noise model's ``sigma`` (the
-        single source when there is one), else estimated from each measurement
+        """The noise level σ of measurements ``y [N, ...]``, ``[N]``, from :attr:`noise_source`: the σ a
+        likelihood was given, else the composed noise model's ``sigma``, else estimated from each measurement
         (:meth:`~brgm.core.operators.ForwardModel.estimate_sigma`). Not floored: see :meth:`energy_sigma`."""
-        fwd = self.forward_model
-        if fwd.noise_sigma is not None:
-            return torch.full((y.shape[0],), fwd.noise_sigma, dtype=y.real.dtype, device=y.device)
-        return fwd.estimate_sigma(y)
+        level = self._given_noise()[1]
+        if level is not None:
+            return torch.full((y.shape[0],), level, dtype=y.real.dtype, device=y.device)
+        return self.forward_model.estimate_sigma(y)
 
     def energy_sigma(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``sigma [N]`` as the calibrated data term uses it: at least :data:`~brgm.core.noise_level.SIGMA_FLOOR`

@@ -52,11 +52,18 @@ class Likelihood(Term):
     """A data term ``L(f(G(w)), y)`` comparing the predicted measurement with the observed one.
 
     A likelihood that sets ``uses_sigma`` is also given the measurement's noise level: its :meth:`energy` is
-    called with ``sigma [N]`` (see :meth:`brgm.core.problem.Problem.noise_level`).
+    called with ``sigma [N]`` (see :meth:`brgm.core.problem.Problem.noise_level`), and :attr:`given_sigma` may
+    name one the user set.
     """
 
     #: True for likelihoods whose energy takes the noise level ``sigma [N]``
     uses_sigma: ClassVar[bool] = False
+
+    @property
+    def given_sigma(self) -> float | None:
+        """The noise level the user gave this term (it then overrides every other source), or None (the
+        default)."""
+        return None
 
     def energy(self, pred: torch.Tensor, target: torch.Tensor, forward_model: ForwardModel) -> torch.Tensor:
         """``pred``, ``target``: measurements shaped like ``forward_model``'s output -> unweighted energy ``[N]``."""

@@ -9,7 +9,7 @@ import torch
 
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.operators import ForwardModel
-from brgm.core.params import one_of
+from brgm.core.params import interval, one_of
 from brgm.core.terms import Likelihood
 
 
@@ -29,8 +29,9 @@ class PixelLikelihood(Likelihood):
 
     ``reduction="nll"`` (the default, the calibrated energy): ``Σ |pred − y|² / (2σ²)`` over the measured
     entries (the forward model's :meth:`~brgm.core.operators.ForwardModel.measured`; for complex k-space, real
-    and imaginary parts each count, each with variance σ²), where σ is the measurement's noise level: the
-    composed noise model's ``sigma``, else estimated from the measurement, floored (see
+    and imaginary parts each count, each with variance σ²), where σ is the measurement's noise level: ``sigma``
+    when given (per real and imaginary part for complex data, in the measurement's units), else the composed
+    noise model's ``sigma``, else estimated from the measurement; floored (see
     :meth:`brgm.core.problem.Problem.noise_level`). ``reduction="mean"``: the mean of ``|pred − y|²`` over every
     element, in [0, 1] intensity units, as BRGM's presets use it (BRGM's ``mean((255·Δ)²)`` is 65025 times this).
     """
@@ -38,6 +39,12 @@ class PixelLikelihood(Likelihood):
     name: ClassVar[str] = "pixel"
     uses_sigma: ClassVar[bool] = True
     reduction: str = attrs.field(default="nll", validator=one_of(("nll", "mean")))
+    #: the measurement's noise level when known (overrides the noise model's and the estimate); None: not given
+    sigma: float | None = attrs.field(default=None, validator=interval(0, open_lo=True))
+
+    @property
+    def given_sigma(self) -> float | None:
+        return self.sigma
 
     def energy(
         self,
