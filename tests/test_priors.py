@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -405,6 +406,37 @@ def test_minimise_deviation_reaches_the_convex_minimum(fwd, params, share) -> No
     d = DeviationPrior(weight=30.0, image_share=share).minimise_deviation(f, base, y, sigma, zero)
     # the deviation explains what the generator's image misses: the data misfit falls well below the base's
     assert (f(base + d) - y).abs().square().sum() < 0.1 * (f(base) - y).abs().square().sum()
+
+
+def test_minimise_deviation_with_keep_fits_only_the_kept_entries() -> None:
+    """``keep`` (hold-out validation in benchmarks/defaults.py) leaves entries out of the data term: what was
+    measured there cannot matter, all ones is the full solve, and the solve reaches the restricted minimum."""
+    from brgm.plugins.priors.deviation import DeviationPrior
+
+    f = brgm.forward_model("kspace", seed=0)
+    g = torch.Generator().manual_seed(0)
+    truth = torch.zeros(2, 1, 16, 16, dtype=torch.float64)
+    truth[:, :, 4:12, 5:11] = 1.0
+    base, y = 0.3 * torch.ones_like(truth), f(truth)
+    keep = (torch.rand(y.shape, generator=g) > 0.3).to(torch.float64)
+    sigma, zero = torch.tensor([0.01, 0.02], dtype=torch.float64), torch.zeros_like(base)
+    prior = DeviationPrior(weight=30.0, iterations=3000, tolerance=0.0)
+    kept = prior.minimise_deviation(f, base, y, sigma, zero, keep=keep)
+    other = y + (1 - keep) * torch.randn(y.shape, generator=g, dtype=y.dtype)  # changed only where left out
+    torch.testing.assert_close(prior.minimise_deviation(f, base, other, sigma, zero, keep=keep), kept)
+    torch.testing.assert_close(
+        prior.minimise_deviation(f, base, y, sigma, zero, keep=torch.ones_like(keep)),
+        prior.minimise_deviation(f, base, y, sigma, zero),
+    )
+    full = prior.minimise_deviation(f, base, y, sigma, zero)
+    assert (kept - full).abs().max() > 1e-3  # leaving entries out changes the answer ...
+
+    def restricted(d: torch.Tensor) -> torch.Tensor:  # ... to the minimum of the energy over the kept entries
+        return deviation_energy(lambda v: keep * f(v), base, keep * y, sigma, 30.0, d, 0.4)
+
+    assert (restricted(kept) < restricted(full)).all()
+    longer = attrs.evolve(prior, iterations=20000).minimise_deviation(f, base, y, sigma, zero, keep=keep)
+    assert ((restricted(kept) - restricted(longer)) / restricted(longer) < 1e-2).all()
 
 
 def test_the_default_deviation_solve_converges_on_noiseless_blur() -> None:

@@ -120,9 +120,11 @@ class DeviationPrior(Prior):
         y: torch.Tensor,
         sigma: torch.Tensor,
         deviation: torch.Tensor,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """The deviation minimising ``‖f(base + d) − y‖²/(2σ²) + weight·[(1 − s)·TV(d) + s·TV(base + d)]`` (see
-        the module docstring), from ``deviation``; None for a nonlinear forward model or ``iterations=0``."""
+        the module docstring), from ``deviation``; None for a nonlinear forward model or ``iterations=0``.
+        ``keep`` (0/1, broadcastable to ``y``) restricts the data term to the entries it marks."""
         if self.iterations == 0 or not is_linear(forward_model):
             return None
         with torch.no_grad():
@@ -160,6 +162,8 @@ class DeviationPrior(Prior):
                         1.0
                     )  # onto the ball of radius share·βσ²
                 data_dual = (data_dual + step * (linear(extrapolated) - residual)) / (1 + step)
+                if keep is not None:  # the conjugate of a term that ignores an entry is 0 there
+                    data_dual = data_dual * keep
                 updated = d - PRIMAL_STEP * (
                     gradient_adjoint(sum(tv_duals)) + forward_model.adjoint(data_dual)
                 )
