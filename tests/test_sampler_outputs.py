@@ -26,6 +26,7 @@ FAST = {"solver": "langevin", "map_steps": 3, "steps": 8, "chains": 2, "samples"
 def test_png_input_gives_mean_std_samples_figure_and_metrics(tmp_path) -> None:
     problem = brgm.compose(gen="tiny", fwd="kspace", **TERMS, **{"gen.size": 16})
     truth = smooth_images(1, 16, 16)
+    truth[..., :4] = 0  # a background, outside the foreground
     Image.fromarray((truth[0, 0].numpy() * 255).round().astype(np.uint8)).save(tmp_path / "in.png")
     meta = io.load(tmp_path / "in.png").meta
     y = problem.forward_model(truth)
@@ -61,12 +62,24 @@ def test_png_input_gives_mean_std_samples_figure_and_metrics(tmp_path) -> None:
         float(np.abs(io.load(out / "a_std.png").data[0].numpy() - result.std[0].numpy()).max())
         <= 0.5 / 255 + 1e-7
     )
-    assert png_size(out / "a_uncertainty.png") == (6 * 260, 260 + 40)  # mean, std, error, 3 samples, title
+    # the files agree: the mean written is the mean of the samples written (k-space refines every draw)
+    np.testing.assert_allclose(mean, samples.mean(axis=0), atol=1e-4, rtol=0)
+    # mean, std, error, don't-trust mask, 3 samples; title
+    assert png_size(out / "a_uncertainty.png") == (7 * 260, 260 + 40)
     u = written.metrics["uncertainty"]
     assert u["samples"] == 4 and u["mean_std"] == pytest.approx(float(result.std.mean()))
-    assert u["coverage90"] == pytest.approx(coverage(result.image[0], result.std[0], truth[0], 0.9))
-    assert u["coverage50"] <= u["coverage90"]
-    assert {"rhat", "ess", "spearman"} <= set(u)
+    brain = truth[0] > 0.02
+    assert 0 < brain.float().mean() < 1
+    assert u["foreground"]["pixels"] == pytest.approx(float(brain.float().mean()))
+    assert u["foreground"]["coverage90"] == pytest.approx(
+        coverage(result.image[0][brain], result.std[0][brain], truth[0][brain], 0.9)
+    )
+    assert u["all"]["coverage90"] == pytest.approx(coverage(result.image[0], result.std[0], truth[0], 0.9))
+    assert u["all"]["pixels"] == 1.0
+    for region in ("foreground", "all"):
+        assert u[region]["coverage50"] <= u[region]["coverage90"]
+        assert "spearman" in u[region]
+    assert {"rhat", "ess"} <= set(u) and u["collapsed"] is False
     json.dumps(written.metrics)  # plain floats
 
 
@@ -152,4 +165,5 @@ def test_the_command_line_writes_a_samplers_files_and_metrics(tmp_path) -> None:
         assert (out / f"s_{suffix}").is_file(), suffix
     assert np.load(out / "s_samples.npy").shape == (4, 1, 8, 8)
     metrics = json.loads((out / "metrics.json").read_text())["s"]
-    assert {"coverage90", "coverage50", "spearman", "rhat", "ess", "mean_std"} <= set(metrics["uncertainty"])
+    assert {"foreground", "all", "rhat", "ess", "mean_std", "collapsed"} <= set(metrics["uncertainty"])
+    assert {"coverage90", "coverage50", "spearman", "pixels"} <= set(metrics["uncertainty"]["foreground"])

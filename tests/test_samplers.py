@@ -4,6 +4,7 @@ contract: shapes, seeds, batches, 2D and 3D, diagnostics."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import ClassVar
 
 import attrs
@@ -14,7 +15,7 @@ import torch
 import brgm
 from brgm import hookimpl
 from brgm.core.diagnostics import bulk_ess, split_rhat
-from brgm.core.errors import ConfigError
+from brgm.core.errors import CollapseWarning, ConfigError
 from brgm.core.generator import Generator, GeneratorSource, NoiseMode
 from brgm.core.plugins import pm
 from brgm.plugins.solvers import posterior
@@ -268,3 +269,45 @@ def test_item_generators_are_independent_of_the_batch() -> None:
     c = posterior.randn(posterior.generators([2], torch.device("cpu"), 1), 3, (2,), torch.device("cpu"))
     assert not torch.equal(b, c)
     assert np.isfinite(a.numpy()).all()
+
+
+def test_constant_chains_have_no_rhat_or_ess() -> None:
+    """Chains that never moved are not mixed: ties must not be ranked by their order (which made them look
+    perfectly mixed, R-hat ≈ 1, ESS = n·M)."""
+    stuck = torch.zeros(40, 4, 3, dtype=torch.float64)
+    assert split_rhat(stuck).isnan().all() and bulk_ess(stuck).isnan().all()
+    # ties within moving chains are averaged, not broken: the scores of equal draws are equal
+    draws = torch.tensor([[1.0, 2.0], [1.0, 3.0], [2.0, 1.0], [3.0, 3.0]], dtype=torch.float64)[:, :, None]
+    from brgm.core.diagnostics import rank_normalise
+
+    scores = rank_normalise(draws)[:, :, 0]
+    assert scores[0, 0] == scores[1, 0] == scores[2, 1] and scores[1, 1] == scores[3, 0] == scores[3, 1]
+
+
+def test_the_deviation_prior_does_not_collapse_the_draws() -> None:
+    """With ``prior=gaussian+deviation`` on a mask, Langevin sampled the deviation too and rejected every
+    proposal: all draws the MAP image, std exactly 0, and no warning. The deviation is held at its MAP value now;
+    the unmeasured pixels have spread."""
+    problem = brgm.compose(
+        gen="tiny", fwd="mask", priors=["gaussian", "deviation"], device="cpu", **{"gen.size": 16}
+    )
+    truth = torch.rand(1, *problem.image_shape, generator=torch.Generator().manual_seed(4))
+    y = problem.forward_model(truth)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        result = brgm.reconstruct(problem, y, solver="langevin", seed=0, map_steps=10, **FAST["langevin"])
+    measured = problem.forward_model.measured(y.shape, y.device).expand(y.shape)[0]
+    assert result.history["collapsed"].tolist() == [[0.0]]
+    assert (result.std[0][~measured] > 0).float().mean() > 0.5
+    assert result.history["acceptance"].mean() > 0.1
+
+
+def test_a_sampler_that_never_moves_warns_and_says_so(tiny) -> None:
+    y = torch.rand(2, *tiny.measurement_shape, generator=torch.Generator().manual_seed(5)) * 0.5
+    options = {"map_steps": 5, "steps": 12, "chains": 2, "samples": 4, "warmup": 0.0, "step_size": 10.0}
+    with pytest.warns(CollapseWarning, match=r"item\(s\) 0, 1 are all the same image"):
+        result = brgm.reconstruct(tiny, y, solver="langevin", seeds=[0, 1], **options)
+    assert result.history["acceptance"].max() == 0
+    assert result.history["collapsed"].tolist() == [[1.0, 1.0]]
+    assert result.history["rhat"].isnan().all()
+    assert (result.std == 0).all()

@@ -27,11 +27,21 @@ def split_chains(draws: torch.Tensor) -> torch.Tensor:
 
 
 def rank_normalise(draws: torch.Tensor) -> torch.Tensor:
-    """``[n, M, *rest]`` -> the normal scores of the ranks over all ``n·M`` draws of each ``rest`` entry (ties
-    broken by order)."""
+    """``[n, M, *rest]`` -> the normal scores of the ranks over all ``n·M`` draws of each ``rest`` entry, ties given
+    their average rank (so a chain that never moved, or a constant entry, has no spread to score)."""
     n, m = draws.shape[:2]
-    flat = draws.reshape(n * m, -1)
-    ranks = flat.argsort(dim=0).argsort(dim=0).to(torch.float64) + 1
+    flat = draws.reshape(n * m, -1).double()
+    values, order = flat.sort(dim=0)
+    new_value = torch.ones_like(values, dtype=torch.bool)
+    new_value[1:] = values[1:] != values[:-1]
+    columns = flat.shape[1]
+    group = new_value.long().cumsum(dim=0) - 1 + torch.arange(columns, device=flat.device) * (n * m)
+    position = torch.arange(1, n * m + 1, dtype=torch.float64, device=flat.device)[:, None].expand_as(values)
+    total = torch.zeros(columns * n * m, dtype=torch.float64, device=flat.device)
+    count = torch.zeros_like(total)
+    total.index_add_(0, group.flatten(), position.flatten())
+    count.index_add_(0, group.flatten(), torch.ones_like(position).flatten())
+    ranks = torch.empty_like(values).scatter_(0, order, (total / count.clamp_min(1))[group])
     scores = torch.special.ndtri((ranks - 0.375) / (n * m + 0.25))
     return scores.reshape(draws.shape)
 
@@ -126,3 +136,40 @@ def sparsification_error(std: torch.Tensor, error: torch.Tensor, fractions: int 
     by_std = curve(std.flatten().argsort(descending=True, stable=True))
     oracle = curve(squared.argsort(descending=True, stable=True))
     return float((by_std - oracle).mean())
+
+
+#: intensities (in [0, 1]) above which a pixel of the truth is foreground (tissue, not background)
+FOREGROUND = 0.02
+#: the central interval levels whose coverage :func:`calibration_metrics` reports
+COVERAGE_LEVELS = (0.9, 0.5)
+
+
+def foreground(truth: torch.Tensor) -> torch.Tensor:
+    """The foreground of an intensity image in [0, 1]: the entries of ``truth`` above :data:`FOREGROUND`."""
+    return truth > FOREGROUND
+
+
+def calibration_metrics(
+    mean: torch.Tensor, std: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor | None = None
+) -> dict[str, dict[str, float | None]]:
+    """How honest a posterior std is against the truth, ``{"foreground": {...}, "all": {...}}``: per region, the
+    coverage of the central 90 % and 50 % Gaussian intervals (``coverage90``, ``coverage50``), Spearman(std,
+    |mean − truth|) (None where either is constant) and the region's share of the pixels. The foreground is
+    ``mask`` or, by default, :func:`foreground` of the truth: the background, where error and std are both 0,
+    would otherwise lift the figures of every map."""
+    regions = {
+        "foreground": foreground(truth) if mask is None else mask.bool(),
+        "all": torch.ones_like(truth, dtype=torch.bool),
+    }
+    error = (mean - truth).abs()
+    metrics: dict[str, dict[str, float | None]] = {}
+    for name, region in regions.items():
+        row: dict[str, float | None] = {"pixels": float(region.double().mean())}
+        if region.any():
+            m, s, t = mean[region], std[region], truth[region]
+            for level in COVERAGE_LEVELS:
+                row[f"coverage{round(level * 100)}"] = coverage(m, s, t, level)
+            rho = spearman(s, error[region])
+            row["spearman"] = None if rho != rho else rho
+        metrics[name] = row
+    return metrics

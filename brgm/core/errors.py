@@ -42,3 +42,7 @@ class ImageFileError(BrgmError, ValueError):
 
 class DivergenceWarning(UserWarning):
     """A reconstruction's energy ended far above where it started: the solver diverged (learning rate too high)."""
+
+
+class CollapseWarning(UserWarning):
+    """A sampler's posterior draws of an item are all the same image: its standard deviation says nothing."""

@@ -18,7 +18,7 @@ import attrs
 import torch
 
 from brgm.core.consistency import consistent
-from brgm.core.errors import DivergenceWarning, ShapeError
+from brgm.core.errors import CollapseWarning, DivergenceWarning, ShapeError
 from brgm.core.generator import AUTOCAST_DTYPES, Generator
 from brgm.core.operators import ForwardModel, is_linear
 from brgm.core.params import build, check_seed, field_names, field_values, interval, one_of, unknown_key
@@ -221,7 +221,8 @@ def reconstruct(
     with torch.no_grad():
         result.baseline = problem.baseline(y).clamp(0, 1).float().cpu()
         result.sigma = problem.noise_level(y).cpu()
-    if execution.refines(problem.forward_model, y.shape):
+    if result.samples is None and execution.refines(problem.forward_model, y.shape):
+        # a sampler's mean is already that of its refined draws: refining it again would part it from them
         refined = consistent(problem.forward_model, result.image.to(y.device), y, result.sigma.to(y.device))
         if result.generated is None:
             result.generated = result.image
@@ -236,6 +237,16 @@ def reconstruct(
             f"the energy ended far above where it started ({items}): the solve diverged; "
             f"{solver.divergence_advice()}",
             DivergenceWarning,
+            stacklevel=2,
+        )
+    collapsed = result.history.get("collapsed")
+    if collapsed is not None and collapsed.any():
+        items = ", ".join(str(i) for i in collapsed[-1].nonzero()[:, 0].tolist())
+        warnings.warn(
+            f"the posterior draws of item(s) {items} are all the same image: the sampler never moved, so their "
+            f"standard deviation (0) says nothing about the uncertainty; {solver.divergence_advice()}, or give "
+            "the sampler more steps",
+            CollapseWarning,
             stacklevel=2,
         )
     return result

@@ -141,6 +141,11 @@ def comparison_figure(
     return _grid(Path(path), columns, error_column=error_label, title=title)
 
 
+#: half-width of the central 90 % interval (intensity units, range [0, 1]) above which the uncertainty figure
+#: marks a pixel as not to be trusted
+UNTRUSTED = 0.05
+
+
 def uncertainty_figure(
     path: str | Path,
     *,
@@ -152,7 +157,9 @@ def uncertainty_figure(
     title: str | None = None,
 ) -> Path:
     """Write a sampler's figure of one item to ``path`` (PNG): the posterior mean, the per-pixel standard
-    deviation and ``|mean − truth|`` (each on its own colour scale from 0), and the first ``shown`` samples.
+    deviation and ``|mean − truth|`` (each on its own colour scale from 0), the pixels not to trust (white where
+    the central 90 % interval ``mean ± 1.645·std`` is wider than ±:data:`UNTRUSTED`), and the first ``shown``
+    samples.
 
     Args:
         mean, std, truth: ``[C, *spatial]`` (intensities in [0, 1]; the std in the same units).
@@ -167,6 +174,9 @@ def uncertainty_figure(
         error = np.abs(_as_array(mean) - _as_array(truth))
         columns.append(("|mean − truth|", error))
         scaled.append("|mean − truth|")
+    columns.append(
+        (f"don't trust (90 % > ±{UNTRUSTED:g})", (1.645 * _as_array(std) > UNTRUSTED).astype(np.float32))
+    )
     columns += [(f"sample {i + 1}", samples[i]) for i in range(min(shown, len(samples)))]
     return _grid(Path(path), columns, error_column=scaled, title=title)
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from brgm.core import io
-from brgm.core.diagnostics import coverage, spearman
+from brgm.core.diagnostics import calibration_metrics
 from brgm.core.io import figures
 from brgm.core.io.files import atomic_path
 from brgm.core.io.formats.meta import AS_STORED
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from brgm.core.solver import Result
 
 METRICS = ("psnr", "ssim", "rmse", "nmse")
-#: the central interval levels whose coverage a sampler's metrics report
-COVERAGE_LEVELS = (0.9, 0.5)
 
 
 def _item(t: torch.Tensor, index: int, ndim: int) -> torch.Tensor:
@@ -62,11 +60,13 @@ def _save_array(path: Path, array: np.ndarray) -> Path:
 
 def posterior_outputs(
     out: Path, name: str, result: Result, index: int, meta: io.Meta, truth: torch.Tensor | None
-) -> tuple[list[Path], dict[str, float]]:
+) -> tuple[list[Path], dict[str, object]]:
     """A sampler's files for item ``index`` (see :func:`write_outputs`) and its ``"uncertainty"`` metrics: the
-    mean and largest std (intensities in [0, 1]), the number of samples, the coverage of the central 90 % and 50 %
-    Gaussian intervals ``mean ± z·std`` and Spearman(std, |mean − truth|) when the truth is known, and the
-    sampler's diagnostics (``rhat``, ``ess``, the final ``elbo``) when its history has them."""
+    mean and largest std (intensities in [0, 1]), the number of samples; when the truth is known, the coverage of
+    the central 90 % and 50 % Gaussian intervals ``mean ± z·std`` and Spearman(std, |mean − truth|) over the
+    foreground and over all pixels (:func:`~brgm.core.diagnostics.calibration_metrics`); the sampler's
+    diagnostics (``rhat``, ``ess``, the final ``elbo``) when its history has them (None for NaN), and
+    ``collapsed`` (the draws were all one image)."""
     mean, std, samples = result.image[index], result.std[index], result.samples[:, index]
     ext = io.output_suffix(meta)
     intensity = meta.intensity or AS_STORED
@@ -83,14 +83,19 @@ def posterior_outputs(
         _save_array(out / f"{name}_std.npy", spread.from_unit(std.numpy())),
         _save_array(out / f"{name}_samples.npy", intensity.from_unit(samples.numpy())),
     ]
-    metrics = {"mean_std": float(std.mean()), "max_std": float(std.max()), "samples": float(len(samples))}
+    metrics: dict[str, object] = {
+        "mean_std": float(std.mean()),
+        "max_std": float(std.max()),
+        "samples": float(len(samples)),
+    }
     if truth is not None:
-        for level in COVERAGE_LEVELS:
-            metrics[f"coverage{round(level * 100)}"] = coverage(mean, std, truth, level)
-        metrics["spearman"] = spearman(std, (mean - truth).abs())
+        metrics |= calibration_metrics(mean, std, truth)
     for key in ("rhat", "ess", "elbo"):
         if key in result.history:
-            metrics[key] = float(result.history[key][-1, index])
+            value = float(result.history[key][-1, index])
+            metrics[key] = None if value != value else value  # NaN: chains that never moved
+    if "collapsed" in result.history:
+        metrics["collapsed"] = bool(result.history["collapsed"][-1, index])
     files.append(out / f"{name}_uncertainty.png")
     figures.uncertainty_figure(
         files[-1], mean=mean, std=std, samples=samples, truth=truth, title=f"{name}: posterior"

@@ -1,7 +1,7 @@
 """Posterior sampling by preconditioned, Metropolis-adjusted Langevin dynamics (MALA) in the latent space.
 
-The chains sample ``p(v | y) ∝ exp(−E(v))``, ``v`` the unknowns (W+ latents, and the image-space deviation when
-the problem has one; see :mod:`brgm.plugins.solvers.posterior`) and ``E`` the problem's calibrated energy. From
+The chains sample ``p(v | y) ∝ exp(−E(v))``, ``v`` the W+ latents (the image-space deviation and noise inputs held
+at their MAP values; see :mod:`brgm.plugins.solvers.posterior`) and ``E`` the problem's calibrated energy. From
 the MAP solution (:class:`~brgm.plugins.solvers.map.MAPSolver`, ``map_steps`` steps), ``chains`` chains per item
 run as one batch; each step proposes
 
@@ -31,7 +31,7 @@ import torch
 from brgm.core.diagnostics import bulk_ess, split_rhat
 from brgm.core.params import interval
 from brgm.core.problem import Problem
-from brgm.core.solver import Progress, Result, Solver, diverged
+from brgm.core.solver import Progress, Result, Solver
 from brgm.plugins.solvers import posterior
 
 #: the random streams of one item (see :func:`brgm.plugins.solvers.posterior.generators`)
@@ -106,14 +106,14 @@ class LangevinSolver(Solver):
         )
         gens = posterior.generators(seeds, device, CHAIN_STREAM)
         lanes_y, sigma = posterior.repeat(y, chains), posterior.repeat(start.sigma, chains)
-        noises = None if start.noises is None else [posterior.repeat(t, chains) for t in start.noises]
+        held = start.held.repeat(chains)
         mass = posterior.repeat(mass, chains)
         root_mass = mass.sqrt()
 
         def evaluate(
             v: torch.Tensor,
         ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-            return posterior.energy_and_gradient(problem, start.packing, v, lanes_y, sigma, noises)
+            return posterior.energy_and_gradient(problem, start.packing, v, lanes_y, sigma, held)
 
         v = posterior.repeat(start.v, chains)
         energy, terms, image, gradient = evaluate(v)
@@ -141,7 +141,7 @@ class LangevinSolver(Solver):
             terms = {k: torch.where(accept, new_terms[k], t) for k, t in terms.items()}
             record[:, step] = torch.stack([*terms.values(), energy, rate, log_eps.exp()])
             if step >= self.warmup_steps:
-                trace[step - self.warmup_steps] = v[:, : start.packing.ws_size]
+                trace[step - self.warmup_steps] = v
             if step in keep:
                 kept.append(image.reshape(n, chains, *image.shape[1:]))
             if progress is not None:
@@ -162,13 +162,4 @@ class LangevinSolver(Solver):
         images = torch.stack(kept, dim=2).flatten(1, 2).transpose(0, 1)  # [S, N, C, *spatial]
         summary = posterior.summarise(problem, images, y)
         ws = trace.reshape(len(trace), n, chains, *start.packing.ws_shape).mean(dim=(0, 2))
-        return Result(
-            image=summary.mean,
-            ws=ws.cpu(),
-            history=history,
-            diverged=diverged(history["total"]),
-            noises=start.result.noises,
-            std=summary.std,
-            samples=summary.samples,
-            generated=summary.generated,
-        )
+        return posterior.result(start, summary, history, ws)

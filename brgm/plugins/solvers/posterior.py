@@ -1,16 +1,17 @@
 """What the posterior samplers share: the MAP start, the unknowns as one flat vector, a diagonal preconditioner,
 and the summary of posterior draws as mean, standard deviation and samples.
 
-The unknowns are the W+ latents and, when the problem has one (``prior=...+deviation``), the image-space
-deviation; the samplers draw from ``p(unknowns | y) ∝ exp(−E)`` with ``E`` the problem's total energy
-(:meth:`~brgm.core.problem.Problem.energies`). Optimised noise inputs (``prior=...+noise_reg``) are held at their
-MAP values: the samplers condition on them.
+The unknowns are the W+ latents; the samplers draw from ``p(w | y, d*, n*) ∝ exp(−E)`` with ``E`` the problem's
+total energy (:meth:`~brgm.core.problem.Problem.energies`). The image-space deviation (``prior=...+deviation``)
+and optimised noise inputs (``prior=...+noise_reg``) are held at their MAP values ``d*``, ``n*``: the samplers
+condition on them. (Sampling the deviation too, 4096 more unknowns under a total-variation prior, left MALA
+rejecting every proposal on masks: the draws were the MAP image repeated, with a standard deviation of exactly
+0.)
 
 Data consistency (:mod:`brgm.core.consistency`): when the problem's execution refines results
 (``solver.consistency``, ``auto`` for k-space and masks), every posterior draw is refined, and the mean and the
-standard deviation are those of the refined draws (``Result.generated`` is then the mean of the unrefined ones).
-:func:`~brgm.core.solver.reconstruct` then refines the mean once more, which changes it little: it agrees with
-the measurement to within the noise already.
+standard deviation are those of the refined draws (``Result.generated`` is then the mean of the unrefined ones);
+:func:`~brgm.core.solver.reconstruct` leaves the mean as it is, so that it stays the mean of the samples.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from brgm.core.consistency import consistent
 from brgm.core.problem import Problem
-from brgm.core.solver import Progress, Result
+from brgm.core.solver import Progress, Result, diverged
 from brgm.core.terms import Latents
 from brgm.plugins.solvers.map import MAPSolver
 
@@ -50,29 +51,32 @@ def rand(gens: Sequence[torch.Generator], lanes: int, device: torch.device) -> t
 
 
 @attrs.frozen
+class Held:
+    """The unknowns the samplers hold at their MAP values, per lane: the noise inputs and the image-space
+    deviation ``[B, C, *spatial]`` (each None when the problem has none)."""
+
+    noises: list[torch.Tensor] | None
+    deviation: torch.Tensor | None
+
+    def repeat(self, lanes: int) -> Held:
+        """Each item's values repeated ``lanes`` times, item-major."""
+        noises = None if self.noises is None else [repeat(t, lanes) for t in self.noises]
+        return Held(noises=noises, deviation=repeat(self.deviation, lanes))
+
+
+@attrs.frozen
 class Packing:
-    """The unknowns of one lane as a flat vector ``[P]``: ``ws [num_ws, w_dim]`` then ``deviation [C, *spatial]``
-    when there is one; ``noises`` (per item, held fixed) come with :meth:`latents`."""
+    """The unknowns of one lane, the W+ latents ``[num_ws, w_dim]``, as a flat vector ``[P]``."""
 
     ws_shape: tuple[int, ...]
-    deviation_shape: tuple[int, ...] | None
 
     @property
     def ws_size(self) -> int:
         return int(torch.Size(self.ws_shape).numel())
 
-    def pack(self, ws: torch.Tensor, deviation: torch.Tensor | None) -> torch.Tensor:
-        """``ws [B, num_ws, w_dim]`` and ``deviation [B, C, *spatial]`` or None -> ``[B, P]``."""
-        parts = [ws.flatten(1)] + ([] if deviation is None else [deviation.flatten(1)])
-        return torch.cat(parts, dim=1)
-
-    def latents(self, v: torch.Tensor, noises: list[torch.Tensor] | None) -> Latents:
-        """``[B, P]`` -> the latents of the ``B`` lanes (``noises`` already repeated per lane)."""
-        ws = v[:, : self.ws_size].reshape(-1, *self.ws_shape)
-        deviation = None
-        if self.deviation_shape is not None:
-            deviation = v[:, self.ws_size :].reshape(-1, *self.deviation_shape)
-        return Latents(ws=ws, noises=noises, deviation=deviation)
+    def latents(self, v: torch.Tensor, held: Held) -> Latents:
+        """``[B, P]`` and the held unknowns of the ``B`` lanes -> their latents."""
+        return Latents(ws=v.reshape(-1, *self.ws_shape), noises=held.noises, deviation=held.deviation)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -82,19 +86,18 @@ class Start:
     Attributes:
         result: the MAP solver's result (its history opens the sampler's).
         packing: how the unknowns are laid out.
-        v: the MAP unknowns ``[N, P]`` on the problem's device.
-        noises: the MAP noise inputs on the device (held fixed), or None.
+        v: the MAP latents ``[N, P]`` on the problem's device.
+        held: the MAP noise inputs and deviation of the ``N`` items on the device (held fixed).
         sigma: the data term's noise level ``[N]`` (:meth:`~brgm.core.problem.Problem.energy_sigma`).
-        prior_scale: ``[P]``, the prior's scale of each unknown: the latents' RMS spread ``σ_w`` from
-            ``G.w_stats()``, 1 (the intensity range) for the deviation.
+        prior_scale: the prior's scale of each latent, their RMS spread ``σ_w`` from ``G.w_stats()``.
     """
 
     result: Result
     packing: Packing
     v: torch.Tensor
-    noises: list[torch.Tensor] | None
+    held: Held
     sigma: torch.Tensor
-    prior_scale: torch.Tensor
+    prior_scale: float
 
 
 def map_start(
@@ -122,20 +125,14 @@ def map_start(
     if problem.optimises_deviation:  # the MAP image less the generator's own (clamping makes it approximate)
         with torch.no_grad():
             deviation = result.image.to(device) - problem.image(Latents(ws=ws, noises=noises))
-    packing = Packing(tuple(ws.shape[1:]), None if deviation is None else problem.image_shape)
     _, w_std = problem.generator.w_stats()
-    scale = torch.ones(
-        packing.pack(ws[:1], None if deviation is None else deviation[:1]).shape[1], device=device
-    )
-    scale[: packing.ws_size] = float(w_std)
-    sigma = problem.energy_sigma(y, problem.noise_level(y))
     return Start(
         result=result,
-        packing=packing,
-        v=packing.pack(ws, deviation),
-        noises=noises,
-        sigma=sigma,
-        prior_scale=scale,
+        packing=Packing(tuple(ws.shape[1:])),
+        v=ws.flatten(1),
+        held=Held(noises=noises, deviation=deviation),
+        sigma=problem.energy_sigma(y, problem.noise_level(y)),
+        prior_scale=float(w_std),
     )
 
 
@@ -150,13 +147,13 @@ def energy_and_gradient(
     v: torch.Tensor,
     y: torch.Tensor,
     sigma: torch.Tensor,
-    noises: list[torch.Tensor] | None,
+    held: Held,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """The energy of lanes ``v [B, P]`` (``y``, ``sigma`` and ``noises`` per lane): (total ``[B]``, each term
+    """The energy of lanes ``v [B, P]`` (``y``, ``sigma`` and ``held`` per lane): (total ``[B]``, each term
     ``[B]``, images ``[B, C, *spatial]``, gradient ``[B, P]``), all detached."""
     with torch.enable_grad():
         v = v.detach().requires_grad_(True)
-        x, terms = problem.energies(packing.latents(v, noises), y, sigma)
+        x, terms = problem.energies(packing.latents(v, held), y, sigma)
         total = torch.stack(list(terms.values())).sum(dim=0)
         (gradient,) = torch.autograd.grad(total.sum(), v)
     return total.detach(), {k: t.detach() for k, t in terms.items()}, x.detach(), gradient
@@ -173,20 +170,20 @@ def preconditioner(
     n = len(start.sigma)
     v = repeat(start.v, probes)
     sigma = repeat(start.sigma, probes)
-    noises = None if start.noises is None else [repeat(t, probes) for t in start.noises]
+    held = start.held.repeat(probes)
     with torch.no_grad():
-        pred = problem.forward_model(problem.image(start.packing.latents(v, noises)))
+        pred = problem.forward_model(problem.image(start.packing.latents(v, held)))
     z = randn(gens, probes, pred.shape[1:], device)
     if pred.is_complex():
         z = torch.complex(z, randn(gens, probes, pred.shape[1:], device)).to(pred.dtype)
     probe_y = pred + sigma.reshape(-1, *(1,) * (pred.ndim - 1)) * z
     with torch.enable_grad():
         w = v.detach().requires_grad_(True)
-        _, terms = problem.energies(start.packing.latents(w, noises), probe_y, sigma)
+        _, terms = problem.energies(start.packing.latents(w, held), probe_y, sigma)
         data = torch.stack([t for k, t in terms.items() if k.startswith("like.")]).sum()
         (gradient,) = torch.autograd.grad(data, w)
     fisher = gradient.square().reshape(n, probes, -1).mean(dim=1)
-    return 1 / (fisher + start.prior_scale.square().reciprocal())
+    return 1 / (fisher + start.prior_scale**-2)
 
 
 @attrs.frozen
@@ -198,18 +195,22 @@ class Summary:
         std: ``[N, C, *spatial]``, their standard deviation (Bessel's correction).
         samples: ``[S, N, C, *spatial]``, the draws.
         generated: the mean of the generator's own draws when they were refined, else None.
+        collapsed: ``[N]`` bool, True where an item's draws were all the same image before the consistency step
+            (the sampler never moved: a std of 0 there is no statement about the posterior).
     """
 
     mean: torch.Tensor
     std: torch.Tensor
     samples: torch.Tensor
     generated: torch.Tensor | None
+    collapsed: torch.Tensor
 
 
 def summarise(problem: Problem, images: torch.Tensor, y: torch.Tensor) -> Summary:
     """Posterior draws ``images [S, N, C, *spatial]`` (``S ≥ 2``) of measurements ``y`` -> their summary, each
     draw refined for data consistency when the problem's execution refines results (see the module docstring)."""
     s = images.shape[0]
+    collapsed = (images == images[:1]).flatten(2).all(dim=2).all(dim=0).cpu()
     generated = None
     if problem.execution.refines(problem.forward_model, y.shape):
         generated = images.clamp(0, 1).double().mean(dim=0).float().cpu()
@@ -224,6 +225,23 @@ def summarise(problem: Problem, images: torch.Tensor, y: torch.Tensor) -> Summar
         std=draws.std(dim=0).float().cpu(),
         samples=draws.float().cpu(),
         generated=generated,
+        collapsed=collapsed,
+    )
+
+
+def result(start: Start, summary: Summary, history: dict[str, torch.Tensor], ws: torch.Tensor) -> Result:
+    """A sampler's :class:`Result` from its start, its draws' summary, its history (to which ``"collapsed"``
+    ``[1, N]``, 1 where the draws were all one image, is added) and its latents ``ws [N, num_ws, w_dim]``."""
+    history = {**history, "collapsed": summary.collapsed.double()[None]}
+    return Result(
+        image=summary.mean,
+        ws=ws.cpu(),
+        history=history,
+        diverged=diverged(history["total"]),
+        noises=start.result.noises,
+        std=summary.std,
+        samples=summary.samples,
+        generated=summary.generated,
     )
 
 

@@ -34,7 +34,7 @@ import torch
 
 from brgm.core.params import interval
 from brgm.core.problem import Problem
-from brgm.core.solver import Progress, Result, Solver, diverged
+from brgm.core.solver import Progress, Result, Solver
 from brgm.plugins.solvers import posterior
 
 #: the random streams of one item (see :func:`brgm.plugins.solvers.posterior.generators`)
@@ -143,7 +143,7 @@ class VISolver(Solver):
         optimizer = torch.optim.Adam([q.mean, q.log_s, *([q.factor] if self.rank else [])], lr=self.lr)
         gens = posterior.generators(seeds, device, FIT_STREAM)
         lanes_y, sigma = posterior.repeat(y, k), posterior.repeat(start.sigma, k)
-        noises = None if start.noises is None else [posterior.repeat(t, k) for t in start.noises]
+        held = start.held.repeat(k)
         names: list[str] = []
         record = []
         averaged = [torch.zeros_like(t) for t in (q.mean, q.log_s, q.factor)]
@@ -151,7 +151,7 @@ class VISolver(Solver):
         for step in range(self.steps):
             for group in optimizer.param_groups:
                 group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))
-            _, terms = problem.energies(start.packing.latents(q.draw(gens, k), noises), lanes_y, sigma)
+            _, terms = problem.energies(start.packing.latents(q.draw(gens, k), held), lanes_y, sigma)
             energy = torch.stack(list(terms.values())).sum(dim=0).reshape(n, k).mean(dim=1)
             entropy = q.entropy()
             optimizer.zero_grad(set_to_none=True)
@@ -185,18 +185,9 @@ class VISolver(Solver):
             images = []
             for chunk in draws.split(self.draws, dim=1):
                 lanes = chunk.shape[1]
-                noises = None if start.noises is None else [posterior.repeat(t, lanes) for t in start.noises]
-                image = problem.image(start.packing.latents(chunk.flatten(0, 1), noises))
+                held = start.held.repeat(lanes)
+                image = problem.image(start.packing.latents(chunk.flatten(0, 1), held))
                 images.append(image.reshape(n, lanes, *problem.image_shape))
             summary = posterior.summarise(problem, torch.cat(images, dim=1).transpose(0, 1), y)
-        ws = q.mean[:, : start.packing.ws_size].reshape(n, *start.packing.ws_shape)
-        return Result(
-            image=summary.mean,
-            ws=ws.cpu(),
-            history=history,
-            diverged=diverged(history["total"]),
-            noises=start.result.noises,
-            std=summary.std,
-            samples=summary.samples,
-            generated=summary.generated,
-        )
+        ws = q.mean.reshape(n, *start.packing.ws_shape)
+        return posterior.result(start, summary, history, ws)
