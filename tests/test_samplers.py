@@ -132,6 +132,32 @@ def test_langevin_matches_the_closed_form_posterior(linear) -> None:
     assert 0.3 < float(result.history["acceptance"][-1].mean()) < 0.9
 
 
+def test_laplace_is_the_closed_form_posterior_of_a_linear_generator(linear) -> None:
+    """On a linear generator the linearised Laplace posterior is the exact one: independent Gaussian draws with
+    the closed-form mean and covariance."""
+    problem, y, exact = linear
+    draws = 20000
+    result = brgm.reconstruct(problem, y, solver="laplace", seed=0, samples=draws, map_steps=300)
+    x = result.samples[:, 0].flatten(1).double()
+    standard_error = (exact["cov_x"].diagonal() / draws).sqrt()
+    assert ((x.mean(0) - exact["mean_x"]).abs() < 4 * standard_error).all()
+    covariance = torch.cov(x.T)
+    assert ((covariance.diagonal() / exact["cov_x"].diagonal() - 1).abs() < 0.05).all()
+    # the off-diagonal structure too, in units of the exact standard deviations
+    scale = exact["cov_x"].diagonal().sqrt()
+    assert ((covariance - exact["cov_x"]) / torch.outer(scale, scale)).abs().max() < 0.05
+    assert torch.allclose(result.image.flatten().double(), x.mean(0), atol=1e-6)
+
+
+def test_laplace_refuses_a_jacobian_too_large_to_hold(monkeypatch, tiny) -> None:
+    from brgm.plugins.solvers import laplace
+
+    monkeypatch.setattr(laplace, "MAX_JACOBIAN", 10)
+    y = torch.rand(1, *tiny.measurement_shape, generator=torch.Generator().manual_seed(2)) * 0.5
+    with pytest.raises(ConfigError, match=r"solver=laplace holds the generator's Jacobian, \d+ latents"):
+        brgm.reconstruct(tiny, y, solver="laplace", seed=0)
+
+
 @pytest.mark.parametrize("rank", [0, NUM_WS * W_DIM])
 def test_vi_equals_the_exact_gaussian_posterior(linear, rank: int) -> None:
     """Full rank: q is the posterior itself. Mean-field: the mean and the variances 1/diag(precision), the
@@ -189,10 +215,14 @@ def tiny():
     )
 
 
-FAST = {"langevin": {"steps": 12, "chains": 2, "samples": 4}, "vi": {"steps": 6, "samples": 4}}
+FAST = {
+    "langevin": {"steps": 12, "chains": 2, "samples": 4},
+    "vi": {"steps": 6, "samples": 4},
+    "laplace": {"samples": 4},
+}
 
 
-@pytest.mark.parametrize("solver", ["langevin", "vi"])
+@pytest.mark.parametrize("solver", ["langevin", "vi", "laplace"])
 def test_an_item_gives_the_same_samples_alone_or_in_a_batch(tiny, solver: str) -> None:
     y = torch.rand(3, *tiny.measurement_shape, generator=torch.Generator().manual_seed(0)) * 0.5
     options = {"solver": solver, "map_steps": 5, **FAST[solver]}
@@ -209,7 +239,7 @@ def test_an_item_gives_the_same_samples_alone_or_in_a_batch(tiny, solver: str) -
     torch.testing.assert_close(batch.image, batch.samples.mean(0), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("solver", ["langevin", "vi"])
+@pytest.mark.parametrize("solver", ["langevin", "vi", "laplace"])
 def test_volumes_and_deviation_are_sampled(solver: str) -> None:
     problem = brgm.compose(
         gen="tiny",
@@ -221,6 +251,11 @@ def test_volumes_and_deviation_are_sampled(solver: str) -> None:
     y = torch.rand(2, *problem.measurement_shape, generator=torch.Generator().manual_seed(1)) * 0.5
     result = brgm.reconstruct(problem, y, solver=solver, seed=0, map_steps=5, **FAST[solver])
     assert result.samples.shape == (4, 2, 1, 4, 4, 4)
+    # pixels clamped at 0 or 1 in every draw have no spread; the others do
+    assert torch.isfinite(result.std).all() and (result.std > 0).float().mean() > 0.8
+    if solver == "laplace":  # its history is the MAP solve's (the draws are made, not iterated)
+        assert result.history["total"].shape == (5, 2)
+        return
     assert set(result.history) >= {"like.pixel", "prior.gaussian", "prior.deviation", "total"}
     # every energy spans the MAP start and the sampler; the staged MAP start leaves the deviation prior out (NaN)
     steps = result.history["total"].shape[0]
@@ -229,8 +264,6 @@ def test_volumes_and_deviation_are_sampled(solver: str) -> None:
     )
     assert result.history["prior.deviation"][:5].isnan().all()
     assert result.history["prior.deviation"][5:].isfinite().all() and result.history["total"].isfinite().all()
-    # pixels clamped at 0 or 1 in every draw have no spread; the others do
-    assert torch.isfinite(result.std).all() and (result.std > 0).float().mean() > 0.8
 
 
 def test_langevin_history_and_settings(tiny) -> None:

@@ -164,19 +164,26 @@ class Problem:
         if sigma is None and any(like.uses_sigma for like in self.likelihoods):
             sigma = self.energy_sigma(y, self.noise_level(y))
         x = self.image(latents)
-        pred = self.forward_model(x)
-        terms: dict[str, torch.Tensor] = {}
+        terms = self.data_energies(self.forward_model(x), y, sigma, weighted=weighted)
         for key, term in self.terms(deviation=deviation).items():
-            if isinstance(term, Likelihood) and term.uses_sigma:
-                energy = term.energy(pred, y, self.forward_model, sigma)
-            elif isinstance(term, Likelihood):
-                energy = term.energy(pred, y, self.forward_model)
-            elif isinstance(term, Prior) and term.uses_image:
-                energy = term.energy(latents, x)
-            else:
-                energy = term.energy(latents)
-            terms[key] = term.weight * energy if weighted else energy
+            if isinstance(term, Prior):
+                energy = term.energy(latents, x) if term.uses_image else term.energy(latents)
+                terms[key] = term.weight * energy if weighted else energy
         return x, terms
+
+    def data_energies(
+        self, pred: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor | None, *, weighted: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The energy ``[N]`` of every likelihood by ``like.NAME`` for predicted measurements ``pred`` (the forward
+        model's output), times its weight unless ``weighted=False``; ``sigma`` as in :meth:`energies`."""
+        terms: dict[str, torch.Tensor] = {}
+        for like in self.likelihoods:
+            if like.uses_sigma:
+                energy = like.energy(pred, y, self.forward_model, sigma)
+            else:
+                energy = like.energy(pred, y, self.forward_model)
+            terms[f"like.{like.name}"] = like.weight * energy if weighted else energy
+        return terms
 
     def baseline(self, y: torch.Tensor) -> torch.Tensor:
         """The naive inverse of ``y`` (zero-filled, upsampled, masked, ...), the baseline to beat."""
