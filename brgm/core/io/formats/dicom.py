@@ -367,7 +367,9 @@ def write_series(directory: Path, x: np.ndarray, meta: Meta) -> None:
     volume, affine = nifti.from_canonical(meta.intensity.from_unit(x[0]), meta.affine, meta.orientation)
     lps = _LPS_RAS @ affine  # indexed [column, row, slice]
     slices = volume.transpose(2, 1, 0)  # [slice, row, column]
-    templates = meta.dicom if len(meta.dicom) == len(slices) else [meta.dicom[0]] * len(slices)
+    resampled = len(meta.dicom) != len(slices)  # the field of view is kept, so the slice spacing changed
+    templates = [meta.dicom[0]] * len(slices) if resampled else meta.dicom
+    spacing = DSfloat(float(np.linalg.norm(lps[:3, 2])), auto_format=True)
     series_uid = generate_uid()
     for k, (values, template) in enumerate(zip(slices, templates, strict=True)):
         ds = _with_pixels(template, values, meta.intensity, series_uid, directory)
@@ -376,7 +378,9 @@ def write_series(directory: Path, x: np.ndarray, meta: Meta) -> None:
         _set_geometry(ds, template, origin, None)
         ds.InstanceNumber = k + 1
         if ds.get("SpacingBetweenSlices"):
-            ds.SpacingBetweenSlices = DSfloat(float(np.linalg.norm(lps[:3, 2])), auto_format=True)
+            ds.SpacingBetweenSlices = spacing
+        if resampled and ds.get("SliceThickness"):  # a resampled slice is as thick as the spacing
+            ds.SliceThickness = spacing
         _save(ds, directory / f"{k + 1:04d}.dcm")
 
 
