@@ -1,0 +1,116 @@
+"""Inputs a new user tries (issue 31): each ends in a clear one-line error (exit status 2 on the command line, a
+:class:`~brgm.core.errors.BrgmError` from the Python API) naming the parameter or the file and what is
+accepted, or in a result; no input is solved and then fails on writing, and the run's counts equal its files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+from PIL import Image
+from pydicom.data import get_testdata_file
+from typer.testing import CliRunner
+
+from brgm.cli.app import app
+from brgm.core import io
+from brgm.core.errors import ImageFileError
+from brgm.core.noise_level import ABSOLUTE_SIGMA_FLOOR, floored
+
+runner = CliRunner()
+TINY = ["gen=tiny", "fwd=test_scale", "like=test_sse", "prior=none", "solver.steps=3"]
+
+
+def compose(*args: str):
+    return runner.invoke(app, ["compose", *args])
+
+
+def png(path: Path, seed: int = 0) -> Path:
+    pixels = np.random.default_rng(seed).integers(0, 255, (8, 8), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def said(result) -> str:
+    """What a command printed, its lines (wrapped by the console) joined."""
+    return " ".join(result.output.split())
+
+
+def record(out: Path, key: str) -> dict:
+    return json.loads((out / "records" / f"{key}.json").read_text())
+
+
+# --- files ----------------------------------------------------------------------------------------------------
+
+
+def test_a_colour_dicom_is_reconstructed_in_gray_and_written_as_monochrome(tmp_path) -> None:
+    source = get_testdata_file("SC_rgb_small_odd.dcm")
+    result = compose(*TINY, "-i", source, "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "failed.json").read_text()) == {}
+    assert "converted RGB to grayscale (luminance)" in " ".join(record(tmp_path, "SC_rgb_small_odd")["notes"])
+    for name in ("recon", "baseline"):
+        written = pydicom.dcmread(tmp_path / f"SC_rgb_small_odd_{name}.dcm")
+        assert (written.PhotometricInterpretation, written.SamplesPerPixel) == ("MONOCHROME2", 1)
+        assert written.pixel_array.shape == (8, 8)
+
+
+def test_an_input_whose_outputs_cannot_be_written_is_refused_before_the_solve(tmp_path) -> None:
+    source = get_testdata_file("rtdose_1frame.dcm")  # 32-bit pixel data, which brgm does not write
+    result = compose(
+        *TINY, "-i", source, "-i", str(png(tmp_path / "fine.png")), "--out", str(tmp_path / "out")
+    )
+    assert result.exit_code == 1, result.output
+    failed = record(tmp_path / "out", "rtdose_1frame")
+    assert failed["stage"] == "prepare"
+    assert failed["error"] == (
+        f"{source}: its reconstruction cannot be written in its format (dicom): writing 32-bit DICOM pixel "
+        "data is not supported (8 or 16 bits)"
+    )
+    assert json.loads((tmp_path / "out" / "failed.json").read_text()) == {source: failed["error"]}
+    assert "wrote 1 reconstruction(s)" in said(result)
+
+
+def test_a_write_error_names_the_output_not_its_temporary_file(tmp_path) -> None:
+    loaded = io.load(get_testdata_file("CT_small.dcm"))  # one sample per pixel
+    dest = tmp_path / "colour.dcm"
+    with pytest.raises(ImageFileError) as refused:
+        io.save(dest, torch.zeros(3, 128, 128), loaded.meta)
+    assert str(refused.value) == (
+        f"{dest}: the DICOM template has 1 sample(s) per pixel, the image has 3 channel(s)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- counts ---------------------------------------------------------------------------------------------------
+
+
+def test_the_run_summary_counts_equal_the_files_on_disk(tmp_path) -> None:
+    np.save(tmp_path / "huge.npy", np.full((1, 8, 8), 1e30, np.float32))  # its energy overflows in the solve
+    good = [png(tmp_path / f"fine{k}.png", k) for k in range(2)]
+    inputs = [arg for path in (tmp_path / "huge.npy", *good) for arg in ("-i", str(path))]
+    out = tmp_path / "out"
+    result = compose(*TINY, "solver.batch_size=1", *inputs, "--out", str(out))
+    assert result.exit_code == 1, result.output
+    assert record(out, "huge")["stage"] == "solve"
+    assert "wrote 2 reconstruction(s)" in said(result) and "1 input(s) failed" in said(result)
+    assert sorted(p.name for p in out.glob("*_recon.*")) == ["fine0_recon.png", "fine1_recon.png"]
+    assert sorted(json.loads((out / "metrics.json").read_text())) == ["fine0", "fine1"]
+    assert list(json.loads((out / "failed.json").read_text())) == [str(tmp_path / "huge.npy")]
+
+
+def test_a_measurement_of_zeros_gets_the_absolute_sigma_floor_and_is_reconstructed(tmp_path) -> None:
+    y = torch.zeros(2, 1, 4, 4)
+    y[1] = 0.5
+    assert floored(torch.zeros(2), y).tolist() == pytest.approx([ABSOLUTE_SIGMA_FLOOR, 0.5e-3])
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)), tmp_path / "zeros.nii.gz")
+    args = ["gen=tiny", "gen.depth=8", "fwd=test_scale", "prior=none", "solver.steps=3"]
+    result = compose(*args, "-i", str(tmp_path / "zeros.nii.gz"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    noise = json.loads((tmp_path / "out" / "metrics.json").read_text())["zeros"]["noise"]
+    assert noise["sigma"] == 0 and noise["energy_sigma"] == pytest.approx(ABSOLUTE_SIGMA_FLOOR)
+    assert (tmp_path / "out" / "zeros_recon.nii.gz").is_file()
