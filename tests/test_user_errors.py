@@ -114,3 +114,32 @@ def test_a_measurement_of_zeros_gets_the_absolute_sigma_floor_and_is_reconstruct
     noise = json.loads((tmp_path / "out" / "metrics.json").read_text())["zeros"]["noise"]
     assert noise["sigma"] == 0 and noise["energy_sigma"] == pytest.approx(ABSOLUTE_SIGMA_FLOOR)
     assert (tmp_path / "out" / "zeros_recon.nii.gz").is_file()
+
+
+# --- sampler settings -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            ["solver=langevin", "solver.samples=100", "solver.chains=2", "--steps", "8"],
+            "solver: samples=100 over chains=2 keeps 50 draws per chain, which needs as many sampling steps after "
+            "warm-up; steps=8 with warmup=0.45 leaves 5: accepted samples up to 10, or more steps",
+        ),
+        (["solver=vi", "solver.rank=4096", "--steps", "8"], "solver: rank must be in [0, 64], got 4096"),
+    ],
+)
+def test_sampler_settings_that_cannot_work_exit_2_with_the_accepted_range(settings, message) -> None:
+    result = compose("gen=tiny", "fwd=test_scale", *settings, "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert message in said(result)
+
+
+def test_langevin_takes_as_many_draws_per_chain_as_sampling_steps() -> None:
+    from brgm.plugins.solvers.langevin import LangevinSolver
+
+    solver = LangevinSolver(steps=8, chains=2, samples=10)
+    assert solver.keep_steps == [3, 4, 5, 6, 7]
+    with pytest.raises(ValueError, match=r"steps=9 with warmup=0\.45 leaves 5: accepted samples up to 10,"):
+        LangevinSolver(steps=9, chains=2, samples=12)
