@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from brgm.cli.app import app
 from brgm.core import io
-from brgm.core.errors import ImageFileError
+from brgm.core.errors import ConfigError, ImageFileError, ShapeError, WeightsNotFoundError
 from brgm.core.noise_level import ABSOLUTE_SIGMA_FLOOR, floored
 
 runner = CliRunner()
@@ -143,3 +143,81 @@ def test_langevin_takes_as_many_draws_per_chain_as_sampling_steps() -> None:
     assert solver.keep_steps == [3, 4, 5, 6, 7]
     with pytest.raises(ValueError, match=r"steps=9 with warmup=0\.45 leaves 5: accepted samples up to 10,"):
         LangevinSolver(steps=9, chains=2, samples=12)
+
+
+# --- the Python API -------------------------------------------------------------------------------------------
+
+FWD = "fwd: expected a forward model name, 'a+b', a ForwardModel or a list of them"
+PRIOR = "prior: expected prior names ('gaussian'), 'a+b', 'none', Prior instances or a list of them"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"gen": 5}, "gen: expected a generator name, a checkpoint path or a Generator, got int 5"),
+        ({"fwd": ["test_scale", 3]}, f"{FWD}, got int 3"),
+        ({"priors": 7}, f"{PRIOR}, got int 7"),
+        ({"priors": [None]}, f"{PRIOR}, got NoneType None"),
+        (
+            {"likelihoods": [3.5]},
+            "like: expected likelihood names ('pixel'), 'a+b', Likelihood instances or a list of them, got "
+            "float 3.5",
+        ),
+        ({"solver": object}, "solver: expected a solver name ('map') or a Solver, got type <class 'object'>"),
+    ],
+)
+def test_compose_names_the_argument_and_what_it_accepts(arguments, message) -> None:
+    import brgm
+
+    settings = {"gen": "tiny", "fwd": "test_scale", **arguments}
+    if isinstance(settings["fwd"], list):
+        settings["fwd"] = [brgm.forward_model(settings["fwd"][0]), settings["fwd"][1]]
+    with pytest.raises(ConfigError) as refused:
+        brgm.compose(**settings, device="cpu")
+    assert str(refused.value) == message
+
+
+def test_compose_takes_a_path_object_and_empty_lists_for_none(tmp_path) -> None:
+    import brgm
+
+    problem = brgm.compose(gen="tiny", fwd="test_scale", priors=[], likelihoods=["test_sse"], device="cpu")
+    assert problem.priors == [] and [like.name for like in problem.likelihoods] == ["test_sse"]
+    with pytest.raises(WeightsNotFoundError) as missing:  # the path is read as a path, not as an instance
+        brgm.compose(gen=tmp_path / "missing.pkl", fwd="test_scale", device="cpu")
+    assert str(missing.value) == f"checkpoint file {str(tmp_path / 'missing.pkl')!r} does not exist"
+
+
+def test_forward_model_and_load_generator_refuse_what_is_not_a_name() -> None:
+    import brgm
+
+    with pytest.raises(ConfigError) as refused:
+        brgm.forward_model(3)
+    assert str(refused.value) == (
+        "forward_model: expected a registered name such as 'kspace' or 'blur+downsample', got int 3"
+    )
+    with pytest.raises(ConfigError) as refused:
+        brgm.load_generator(3)
+    assert str(refused.value) == (
+        "load_generator: expected a generator name such as 'demo-brain64' or a checkpoint path, got int 3"
+    )
+
+
+def test_a_measurement_that_requires_grad_is_reconstructed_as_if_detached() -> None:
+    import brgm
+
+    problem = brgm.compose(gen="tiny", fwd="test_scale", priors=[], device="cpu")
+    y = torch.rand(2, *problem.measurement_shape, generator=torch.Generator().manual_seed(1))
+    expected = brgm.reconstruct(problem, y, steps=3, seed=0).image
+    got = brgm.reconstruct(problem, y.clone().requires_grad_(True), steps=3, seed=0).image
+    assert torch.equal(got, expected)
+
+
+def test_a_measurement_on_the_meta_device_is_a_shape_error() -> None:
+    import brgm
+
+    problem = brgm.compose(gen="tiny", fwd="test_scale", priors=[], device="cpu")
+    with pytest.raises(ShapeError) as refused:
+        brgm.reconstruct(problem, torch.zeros(1, *problem.measurement_shape, device="meta"), steps=3)
+    assert str(refused.value) == (
+        "the measurement is on device 'meta' (a meta tensor holds no values); give it on cpu or cuda"
+    )
