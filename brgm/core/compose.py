@@ -23,6 +23,11 @@ def forward_model(name: str, **params: Any) -> ForwardModel:
 
     f = brgm.forward_model("kspace", acceleration=4, center_fraction=0.08, mask="random", seed=0)
     """
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"forward_model: expected a registered name such as 'kspace' or 'blur+downsample', got "
+            f"{type(name).__name__} {name!r:.60}"
+        )
     if "+" in name:
         return build_forward_model(
             {"fwd": name, **{f"fwd.{k.replace('__', '.')}": v for k, v in params.items()}}
@@ -30,8 +35,15 @@ def forward_model(name: str, **params: Any) -> ForwardModel:
     return build(registry().get("forward_model", name).obj, params, f"fwd.{name}")
 
 
-def load_generator(name_or_path: str, **params: Any) -> Generator:
+def load_generator(name_or_path: str | os.PathLike[str], **params: Any) -> Generator:
     """A generator by registry name (``"stylegan2-xray"``, optionally ``weights=PATH``) or checkpoint path."""
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
+    if not isinstance(name_or_path, str):
+        raise ConfigError(
+            f"load_generator: expected a generator name such as 'demo-brain64' or a checkpoint path, got "
+            f"{type(name_or_path).__name__} {name_or_path!r:.60}"
+        )
     reg = registry()
     if not is_path(name_or_path, reg):
         reg.get("generator", name_or_path)  # unknown names fail here, with a did-you-mean
@@ -75,9 +87,9 @@ def compose(
     if preset is not None:
         settings["preset"] = preset
     if priors is not None:
-        settings["prior"] = list(priors) if priors else "none"
+        settings["prior"] = priors
     if likelihoods is not None:
-        settings["like"] = list(likelihoods) if likelihoods else "none"
+        settings["like"] = likelihoods
     if solver is not None:
         settings["solver"] = solver
     return compose_resolved(resolve_settings(settings), device=device)

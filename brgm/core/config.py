@@ -21,6 +21,7 @@ Precedence, lowest first: defaults, the preset's selections and values, the user
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -157,11 +158,27 @@ def _split(value: Any) -> list[Any]:
     return [value]  # a ready component instance
 
 
-def _selection(item: Any) -> Selection:
+#: group -> the classes a ready component of it is an instance of, and what the group accepts, in words
+ACCEPTED: dict[str, tuple[tuple[type, ...], str]] = {
+    "gen": ((Generator, GeneratorSource), "a generator name, a checkpoint path or a Generator"),
+    "fwd": ((ForwardModel,), "a forward model name, 'a+b', a ForwardModel or a list of them"),
+    "like": ((Likelihood,), "likelihood names ('pixel'), 'a+b', Likelihood instances or a list of them"),
+    "prior": ((Prior,), "prior names ('gaussian'), 'a+b', 'none', Prior instances or a list of them"),
+    "solver": ((Solver,), "a solver name ('map') or a Solver"),
+}
+
+
+def _selection(item: Any, group: str) -> Selection:
+    """The selection of ``item``: a registry name (a path for ``gen``) or a ready component of ``group``; a
+    :class:`ConfigError` saying what the group accepts for anything else."""
     if isinstance(item, str):
         return Selection(item)
-    name = getattr(item, "name", "") or type(item).__name__
-    return Selection(str(name), instance=item)
+    if group == "gen" and isinstance(item, os.PathLike):
+        return Selection(os.fspath(item))
+    classes, accepted = ACCEPTED[group]
+    if not isinstance(item, classes):
+        raise ConfigError(f"{group}: expected {accepted}, got {type(item).__name__} {item!r:.60}")
+    return Selection(str(getattr(item, "name", "") or type(item).__name__), instance=item)
 
 
 def resolve(settings: Mapping[str, Any], registry: Registry) -> Resolved:
@@ -188,7 +205,7 @@ def resolve(settings: Mapping[str, Any], registry: Registry) -> Resolved:
                 f"unknown key {key!r}{did_you_mean(key.split('.')[0], groups)}; keys start with one of: "
                 f"{', '.join(groups)} (e.g. fwd=kspace, fwd.acceleration=8, solver.steps=200)"
             )
-    groups = {g: [_selection(item) for item in _split(selections.get(g))] for g in GROUPS}
+    groups = {g: [_selection(item, g) for item in _split(selections.get(g))] for g in GROUPS}
     for group, what in (("gen", "generator"), ("solver", "solver")):
         if len(groups[group]) > 1:
             raise ConfigError(f"select one {what}, got {group}={selections[group]!r}")
@@ -302,7 +319,9 @@ def build_forward_model(settings: Mapping[str, Any], registry: Registry | None =
     fwd = {k: v for k, v in normalise_keys(settings).items() if k == "fwd" or k.startswith("fwd.")}
     if "fwd" not in fwd:
         raise ConfigError("no forward model selected: add fwd=NAME or fwd=a+b (see `brgm plugins`)")
-    groups = {group: [] for group in GROUPS} | {"fwd": [_selection(item) for item in _split(fwd["fwd"])]}
+    groups = {group: [] for group in GROUPS} | {
+        "fwd": [_selection(item, "fwd") for item in _split(fwd["fwd"])]
+    }
     if not groups["fwd"]:
         raise ConfigError("no forward model selected: add fwd=NAME or fwd=a+b (see `brgm plugins`)")
     for sel in groups["fwd"]:

@@ -12,8 +12,9 @@ survives them biases σ upward a little rather than a lot:
 
 A noiseless measurement gets the σ that its own fine structure implies, which is not small for sharp or small
 measurements (noiseless 64×64 k-space of a brain slice: about 0.017 in [0, 1] intensity units; an 8×8
-low-resolution slice: about 0.07; docs/defaults.md); the energy's floor (:data:`SIGMA_FLOOR`) keeps it away from
-zero. A σ the user gives (``like.pixel.sigma``) or a composed noise model's replaces the estimate.
+low-resolution slice: about 0.07; docs/defaults.md); the energy's floor (:data:`SIGMA_FLOOR`, and
+:data:`ABSOLUTE_SIGMA_FLOOR` for a measurement of zeros) keeps it away from zero. A σ the user gives
+(``like.pixel.sigma``) or a composed noise model's replaces the estimate.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import torch
 MAD_SCALE = 1.482602218505602
 #: the least σ the calibrated energy uses, as a fraction of the measurement's root-mean-square value
 SIGMA_FLOOR = 1e-3
+#: and in intensity units, for a measurement of zeros (whose RMS is 0): a millionth of the intensity range,
+#: below the rounding noise of a 16-bit image (1/65535/√12 ≈ 4.4e-6)
+ABSOLUTE_SIGMA_FLOOR = 1e-6
 
 
 def _median_abs(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -63,7 +67,8 @@ def kspace_sigma(y: torch.Tensor, measured: torch.Tensor | None = None) -> torch
 
 
 def floored(sigma: torch.Tensor, y: torch.Tensor, measured: torch.Tensor | None = None) -> torch.Tensor:
-    """``sigma [N]`` raised to at least :data:`SIGMA_FLOOR` times the RMS of the measured entries of ``y``."""
+    """``sigma [N]`` raised to at least :data:`SIGMA_FLOOR` times the RMS of the measured entries of ``y``, and to
+    at least :data:`ABSOLUTE_SIGMA_FLOOR`."""
     keep = torch.ones_like(y, dtype=torch.bool) if measured is None else measured.expand(y.shape)
     power = (y.abs().square() * keep).flatten(1).sum(dim=1) / keep.flatten(1).sum(dim=1).clamp_min(1)
-    return torch.maximum(sigma, SIGMA_FLOOR * power.sqrt().to(sigma.dtype))
+    return torch.maximum(sigma, SIGMA_FLOOR * power.sqrt().to(sigma.dtype)).clamp_min(ABSOLUTE_SIGMA_FLOOR)

@@ -96,8 +96,9 @@ class Reporter:
 
 @attrs.frozen
 class RunSummary:
-    """The outcome of :func:`run`: the keys solved now, the keys done before, and every failure and divergence
-    in the output directory's records (``failed``: input -> error)."""
+    """The outcome of :func:`run`: the keys reconstructed and written now (not those that failed), the keys
+    done before, and every failure and divergence in the output directory's records (``failed``: input ->
+    error)."""
 
     out: Path
     solved: list[str]
@@ -172,7 +173,8 @@ def run(
             record = {**record, "worker": worker}
             records.write(record)
             reporter.item(record)
-            solved.append(record["key"])
+            if record["status"] == "done":
+                solved.append(record["key"])
         group.clear()
         if workers.lead:
             _assemble(out, records, digest)
@@ -387,6 +389,7 @@ def prepare(source: Source, problem: Problem, input_kind: str, seed: int) -> Pre
             f"{source.label} is a clean image: measurement simulated with fwd={problem.forward_model.name}, "
             f"seed {seed}"
         )
+    io.check_writable(meta, image_shape)  # refused now rather than after the solve
     y = problem.check_measurement(y)
     truth = None
     if source.truth is not None:

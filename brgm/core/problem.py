@@ -63,12 +63,17 @@ class Problem:
         return self.forward_model.output_shape((1, *self.image_shape))[1:]
 
     def check_measurement(self, y: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Return ``y`` (a tensor or numpy array) as a tensor with a batch axis, or raise :class:`ShapeError`
-        naming the expected shape (also for an empty batch and for non-finite values)."""
+        """Return ``y`` (a tensor or numpy array, on the CPU or a CUDA device) detached, as a tensor with a batch
+        axis, or raise :class:`ShapeError` naming the expected shape (also for an empty batch, for non-finite
+        values and for a tensor on another device, such as ``meta``)."""
         if isinstance(y, np.ndarray):
             y = torch.from_numpy(y)
         if not isinstance(y, torch.Tensor):
             raise ShapeError(f"the measurement must be a torch.Tensor or numpy array, got {type(y).__name__}")
+        if y.device.type not in ("cpu", "cuda"):
+            held = " (a meta tensor holds no values)" if y.device.type == "meta" else ""
+            raise ShapeError(f"the measurement is on device {str(y.device)!r}{held}; give it on cpu or cuda")
+        y = y.detach()  # a measurement is data: a graph it came from is never differentiated through
         expected = self.measurement_shape
         if tuple(y.shape) == expected:
             y = y.unsqueeze(0)

@@ -34,6 +34,8 @@ suffixes, reader and writer) without any change here.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -54,6 +56,7 @@ __all__ = [
     "Loaded",
     "Meta",
     "back_to_input_grid",
+    "check_writable",
     "detect_format",
     "fit_to_grid",
     "formats",
@@ -196,10 +199,24 @@ def save(path: str | Path, x: torch.Tensor | np.ndarray, meta: Meta) -> Path:
             )
         if tuple(array.shape[1:]) != meta.spatial_shape and array.ndim - 1 == meta.spatial_dims:
             meta = regrid(meta, array.shape[1:])
-    if fmt.directory:
-        with atomic_directory(path) as tmp:
+    with atomic_directory(path) if fmt.directory else atomic_path(path, suffix=suffix) as tmp:
+        try:
             fmt.write(tmp, array, meta)
-        return path
-    with atomic_path(path, suffix=suffix) as tmp:
-        fmt.write(tmp, array, meta)
+        except ImageFileError as err:  # name the output, not the temporary file it was being written to
+            raise ImageFileError(str(err).replace(str(tmp), str(path))) from None
     return path
+
+
+def check_writable(meta: Meta, shape: Sequence[int]) -> None:
+    """Write an image of zeros ``[C, *spatial]`` (``shape``) as an output with ``meta`` is written, into a
+    temporary directory that is then removed: an :class:`ImageFileError` naming ``meta.path`` when outputs in its
+    input's format cannot be written (so that a run refuses such an input before solving it)."""
+    with tempfile.TemporaryDirectory(prefix="brgm-write-check-") as directory:
+        probe = Path(directory) / f"probe{output_suffix(meta)}"
+        try:
+            save(probe, np.zeros(tuple(shape), np.float32), meta)
+        except ImageFileError as err:
+            reason = str(err).removeprefix(f"{probe}: ")
+            raise ImageFileError(
+                f"{meta.path}: its reconstruction cannot be written in its format ({meta.format}): {reason}"
+            ) from None

@@ -66,6 +66,13 @@ class LangevinSolver(Solver):
     def _per_chain(self, attribute: attrs.Attribute, value: int) -> None:
         if value % self.chains:
             raise ValueError(f"samples must be a multiple of chains ({self.chains}), got {value}")
+        length = self.steps - self.warmup_steps
+        if value // self.chains > length:
+            raise ValueError(
+                f"samples={value} over chains={self.chains} keeps {value // self.chains} draws per chain, which "
+                f"needs as many sampling steps after warm-up; steps={self.steps} with warmup={self.warmup:g} "
+                f"leaves {length}: accepted samples up to {self.chains * length}, or more steps"
+            )
 
     @property
     def warmup_steps(self) -> int:
@@ -77,11 +84,6 @@ class LangevinSolver(Solver):
         the sampling steps."""
         start, per_chain = self.warmup_steps, self.samples // self.chains
         length = self.steps - start
-        if per_chain > length:
-            raise ValueError(
-                f"{per_chain} draws per chain need at least as many sampling steps, got {length} "
-                f"(steps={self.steps}, warmup={self.warmup})"
-            )
         return [start + (length * (k + 1)) // per_chain - 1 for k in range(per_chain)]
 
     def divergence_advice(self) -> str:

@@ -11,7 +11,8 @@ affine (DICOM's LPS converted), reoriented like NIfTI volumes (see :mod:`brgm.co
 
 Writing copies the template (the input's dataset, or the series' slice datasets), replaces the pixel data,
 updates geometry (size, spacing, position), gives every file a new *SOP Instance UID* and each written image or
-series a new *Series Instance UID*, and stores uncompressed little-endian data.
+series a new *Series Instance UID*, and stores uncompressed little-endian data. A colour (RGB or YBR) input that
+was converted to gray for a one-channel generator is written as MONOCHROME2.
 """
 
 from __future__ import annotations
@@ -275,9 +276,11 @@ def _with_pixels(
     """A copy of ``template`` holding ``values`` (stored units; ``(rows, cols)`` or ``(rows, cols, samples)``)."""
     ds = copy.deepcopy(template)
     samples = values.shape[2] if values.ndim == 3 else 1
-    if samples != int(ds.get("SamplesPerPixel", 1)):
+    template_samples = int(ds.get("SamplesPerPixel", 1))
+    gray_from_colour = samples == 1 and template_samples == 3  # a colour input reconstructed in gray
+    if samples != template_samples and not gray_from_colour:
         raise ImageFileError(
-            f"{path}: the DICOM template has {int(ds.get('SamplesPerPixel', 1))} sample(s) per pixel, "
+            f"{path}: the DICOM template has {template_samples} sample(s) per pixel, "
             f"the image has {samples} channel(s)"
         )
     bits, stored_bits = int(ds.BitsAllocated), int(ds.BitsStored)
@@ -291,6 +294,8 @@ def _with_pixels(
     stored = np.clip(np.rint((values - intercept) / slope), lo, hi).astype(dtype)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     photometric = "RGB" if samples == 3 else str(ds.PhotometricInterpretation)
+    if gray_from_colour:
+        photometric = "MONOCHROME2"
     ds.set_pixel_data(stored, photometric, stored_bits)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.SeriesInstanceUID = series_uid
@@ -367,7 +372,9 @@ def write_series(directory: Path, x: np.ndarray, meta: Meta) -> None:
     volume, affine = nifti.from_canonical(meta.intensity.from_unit(x[0]), meta.affine, meta.orientation)
     lps = _LPS_RAS @ affine  # indexed [column, row, slice]
     slices = volume.transpose(2, 1, 0)  # [slice, row, column]
-    templates = meta.dicom if len(meta.dicom) == len(slices) else [meta.dicom[0]] * len(slices)
+    resampled = len(meta.dicom) != len(slices)  # the field of view is kept, so the slice spacing changed
+    templates = [meta.dicom[0]] * len(slices) if resampled else meta.dicom
+    spacing = DSfloat(float(np.linalg.norm(lps[:3, 2])), auto_format=True)
     series_uid = generate_uid()
     for k, (values, template) in enumerate(zip(slices, templates, strict=True)):
         ds = _with_pixels(template, values, meta.intensity, series_uid, directory)
@@ -376,7 +383,9 @@ def write_series(directory: Path, x: np.ndarray, meta: Meta) -> None:
         _set_geometry(ds, template, origin, None)
         ds.InstanceNumber = k + 1
         if ds.get("SpacingBetweenSlices"):
-            ds.SpacingBetweenSlices = DSfloat(float(np.linalg.norm(lps[:3, 2])), auto_format=True)
+            ds.SpacingBetweenSlices = spacing
+        if resampled and ds.get("SliceThickness"):  # a resampled slice is as thick as the spacing
+            ds.SliceThickness = spacing
         _save(ds, directory / f"{k + 1:04d}.dcm")
 
 

@@ -54,16 +54,19 @@ def read(path: Path, percentiles: tuple[float, float] | None) -> tuple[np.ndarra
     """A 3D volume -> ``[1, D, H, W]`` intensities in RAS+ order and its :class:`Meta`."""
     try:
         image = nib.load(path)
-        shape = image.shape
-        if len(shape) == 4 and shape[3] == 1:
-            shape = shape[:3]
-        if len(shape) != 3:
-            raise ImageFileError(
-                f"{path}: brgm reads one 3D volume, this NIfTI has shape {list(image.shape)}; "
-                "extract one volume first (e.g. nibabel.funcs.four_to_three)"
-            )
-        stored = np.asarray(image.dataobj).reshape(shape)
     except (NibabelFileError, OSError, EOFError, ValueError) as err:
+        raise ImageFileError(f"{path}: not a readable NIfTI file ({err})") from None
+    shape = image.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise ImageFileError(
+            f"{path}: brgm reads one 3D volume, this NIfTI has shape {list(image.shape)}; "
+            "extract one volume first (e.g. nibabel.funcs.four_to_three)"
+        )
+    try:
+        stored = np.asarray(image.dataobj).reshape(shape)
+    except (OSError, EOFError, ValueError) as err:
         raise ImageFileError(f"{path}: not a readable NIfTI file ({err})") from None
     values, affine, orientation = to_canonical(stored, image.affine)
     header = image.header.copy()
