@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from brgm.cli.app import app
-from brgm.core.fingerprints import array_hash, changes, fingerprint, path_hash, recheck
+from brgm.core.io.fingerprints import array_hash, changes, path_hash, recheck
 from brgm.core.items import Source
 from tests.test_pipeline import TINY, compose, image, runner
 
@@ -69,7 +69,7 @@ def test_an_array_hash_is_its_dtype_shape_and_values(values: list[float], dtype:
 def test_a_record_is_checked_against_its_files_again(tmp_path) -> None:
     x, t = image(tmp_path / "x.png", 1), image(tmp_path / "t.png", 2)
     source = Source(key="x", path=x, truth=t)
-    recorded = fingerprint(source)
+    recorded = source.fingerprint()
     paths = {"input": str(x), "truth": str(t)}
     assert changes(recorded, recheck(recorded, paths)) == []
     image(tmp_path / "t.png", 3)
@@ -77,7 +77,7 @@ def test_a_record_is_checked_against_its_files_again(tmp_path) -> None:
     x.unlink()
     assert changes(recorded, recheck(recorded, paths)) == ["input", "truth"]
     assert changes(None, recorded) == ["input", "truth"]  # a record of an older brgm
-    array = fingerprint(Source(key="a", array=np.zeros((4, 4), np.float32)))
+    array = Source(key="a", array=np.zeros((4, 4), np.float32)).fingerprint()
     assert recheck(array, {"input": None, "truth": None}) == array == {"input": array["input"], "truth": None}
 
 

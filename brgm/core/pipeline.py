@@ -6,7 +6,7 @@ The stages, for each item of an :class:`~brgm.core.items.Source` list (read lazi
    input as the measurement), with the item's own seed (:func:`~brgm.core.items.item_seed`);
 2. solve: items with measurements of one shape are reconstructed in batches of ``batch_size``;
 3. write: each item's files appear atomically, then its record ``records/KEY.json`` (status, metrics, files,
-   configuration hash, the fingerprint of its input and truth (:mod:`brgm.core.fingerprints`), timings);
+   configuration hash, the fingerprint of its input and truth (:mod:`brgm.core.io.fingerprints`), timings);
 4. assemble: ``metrics.json`` and ``failed.json`` are rebuilt from the records after every batch, and
    ``config.json`` (written first) describes the run.
 
@@ -53,8 +53,8 @@ from brgm.core import io
 from brgm.core.claims import LEASE, Claims
 from brgm.core.distributed import Workers
 from brgm.core.errors import BrgmError, ConfigError, DivergenceWarning, ShapeError
-from brgm.core.fingerprints import changes, fingerprint, locations, recheck
 from brgm.core.io.files import write_json
+from brgm.core.io.fingerprints import changes, recheck
 from brgm.core.io.outputs import write_outputs
 from brgm.core.items import Source, collect, item_seed
 from brgm.core.params import check_seed
@@ -188,7 +188,7 @@ def run(
     workers.barrier()  # every worker has listed the inputs and the records before any writes
     mine = workers.take(sources)
     by_key = {s.key: s for s in sources}
-    prints = {s.key: fingerprint(s) for s in (sources if workers.lead else mine)}  # the lead tallies all
+    prints = {s.key: s.fingerprint() for s in (sources if workers.lead else mine)}  # the lead tallies all
     finished: set[str] = set()
     stale: dict[str, list[str]] = {}  # key -> what changed since its record
     for source in mine:
@@ -220,7 +220,7 @@ def run(
 
     def publish(record: dict[str, Any]) -> None:
         source = by_key[record["key"]]
-        record = {**record, "fingerprint": prints[source.key], "paths": locations(source), "worker": worker}
+        record = {**record, "fingerprint": prints[source.key], "paths": source.locations(), "worker": worker}
         records.write(record)
         claims.release(source.key)
         reporter.item(record)

@@ -1,5 +1,6 @@
-"""What an item was computed from, as the fingerprint its record carries: a fast hash (BLAKE2b, 128 bits) of the
-input's content and of its truth's.
+"""What an item was computed from, as the fingerprint its record carries
+(:meth:`brgm.core.items.Source.fingerprint`): a fast hash (BLAKE2b, 128 bits) of the input's content and of its
+truth's.
 
 The content hashed is the file's bytes, with two exceptions:
 
@@ -21,8 +22,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-
-from brgm.core.items import Source
 
 CHUNK = 1 << 20
 
@@ -66,28 +65,12 @@ def array_hash(array: np.ndarray | torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def _content(path: Path) -> str | None:
+def content_hash(path: Path) -> str | None:
     """:func:`path_hash`, or None for a file that cannot be read (its item then fails when it is read)."""
     try:
         return path_hash(path)
     except (OSError, EOFError, gzip.BadGzipFile):
         return None
-
-
-def fingerprint(source: Source) -> dict[str, str | None]:
-    """The fingerprint of ``source``: ``{"input": hash, "truth": hash or None}`` (None: no truth, or a file that
-    cannot be read)."""
-    content = array_hash(source.array) if source.path is None else _content(source.path)
-    return {"input": content, "truth": None if source.truth is None else _content(source.truth)}
-
-
-def locations(source: Source) -> dict[str, str | None]:
-    """Where ``source``'s input and truth were read from (absolute paths; None for an array or no truth), so
-    that a record can be checked against its files later (:func:`recheck`)."""
-    return {
-        "input": None if source.path is None else str(source.path.resolve()),
-        "truth": None if source.truth is None else str(source.truth.resolve()),
-    }
 
 
 def recheck(recorded: Any, paths: Any) -> dict[str, str | None]:
@@ -96,7 +79,7 @@ def recheck(recorded: Any, paths: Any) -> dict[str, str | None]:
     current = dict(recorded) if isinstance(recorded, dict) else {"input": None, "truth": None}
     for part, path in (paths if isinstance(paths, dict) else {}).items():
         if path is not None:
-            current[part] = _content(Path(path))
+            current[part] = content_hash(Path(path))
     return current
 
 
