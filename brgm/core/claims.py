@@ -5,23 +5,26 @@ and hard-linked into place, which fails when the claim exists: it is never seen 
 claimant's host, pid, start time and a token of its own, and is removed when the item's record is written.
 While a run holds claims it touches them every quarter of the lease, so a claim's age is the time since its
 holder was last heard of. A claim is taken over when its holder is gone (the same host and no such process)
-or it is older than the lease (a holder on another machine that died, or hangs): it is renamed aside (one
-rename succeeds), checked to be the claim that was judged, and replaced.
+or it is older than the lease (a holder on another machine that died, or hangs). Claims are removed (released
+or taken over) only under an exclusive lock on ``records/.claims.lock``, after the claim is read again, so that
+of several runs taking over one claim exactly one gets it.
 
-This works on any file system with atomic ``link`` and ``rename`` (local disks, NFS, Lustre, GPFS), between
-shells, machines and Slurm jobs.
+This works on any file system with atomic ``link`` and working ``flock`` (local disks; NFS, Lustre and GPFS
+with locking enabled), between shells, machines and Slurm jobs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,19 @@ from brgm.core.errors import ConfigError
 #: seconds without a touch after which a claim is taken over
 LEASE = 600.0
 SUFFIX = ".claim"
+#: the lock file under which claims are removed (released or taken over)
+LOCK = ".claims.lock"
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the block (released by the system if the process dies)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _alive(pid: int) -> bool:
@@ -65,23 +81,23 @@ class Claims:
     def take(self, key: str) -> bool:
         """Claim ``key``: True when this process now holds it (made anew, or taken over from a holder that is
         gone or past its lease), False when another live holder has it."""
-        while True:
-            if self._create(key):
-                return True
-            holder = self.read(key)
-            if holder is None and not self.path(key).exists():  # released since: try again
-                continue
-            if not self.expired(key, holder or {}):
+        if self._create(key):
+            return True
+        with locked(self.directory / LOCK):  # one run at a time removes a claim
+            if self.path(key).exists() and not self.expired(key, self.read(key) or {}):
                 return False
-            if self._take_over(key, holder or {}):
-                return True
+            self.path(key).unlink(missing_ok=True)
+            return self._create(key)
 
     def release(self, key: str) -> None:
         """Remove this process's claim on ``key`` (not one that was taken over from it since)."""
         with self._lock:
             token = self._held.pop(key, None)
-        if token is not None and (self.read(key) or {}).get("token") == token:
-            self.path(key).unlink(missing_ok=True)
+        if token is None:
+            return
+        with locked(self.directory / LOCK):
+            if (self.read(key) or {}).get("token") == token:
+                self.path(key).unlink()
 
     def read(self, key: str) -> dict[str, Any] | None:
         """The claim on ``key`` (host, pid, started_at, token), or None when there is none or it is unreadable."""
@@ -128,25 +144,6 @@ class Claims:
         with self._lock:
             self._held[key] = token
         return True
-
-    def _take_over(self, key: str, judged: dict[str, Any]) -> bool:
-        """Move the expired claim ``judged`` aside and claim ``key``; False when another run was quicker."""
-        aside = self.directory / f".{key}{SUFFIX}.expired.{uuid.uuid4().hex}"
-        try:
-            os.rename(self.path(key), aside)
-        except FileNotFoundError:
-            return self._create(key)
-        try:
-            moved = json.loads(aside.read_text())
-        except (OSError, ValueError):
-            moved = {}
-        if moved != judged and moved.get("token") is not None:  # a fresh claim, made after ours was judged
-            with contextlib.suppress(FileExistsError):  # a third run claimed it meanwhile
-                os.link(aside, self.path(key))
-            aside.unlink()
-            return False
-        aside.unlink()
-        return self._create(key)
 
     def _touch(self) -> None:
         while not self._stop.wait(self.lease / 4):

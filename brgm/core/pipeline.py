@@ -32,7 +32,6 @@ per item and each worker's items, seconds, rate, device and peak memory.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -50,7 +49,7 @@ import numpy as np
 import torch
 
 from brgm.core import io
-from brgm.core.claims import LEASE, Claims
+from brgm.core.claims import LEASE, Claims, locked
 from brgm.core.distributed import Workers
 from brgm.core.errors import BrgmError, ConfigError, DivergenceWarning, ShapeError
 from brgm.core.io.files import write_json
@@ -181,7 +180,7 @@ def run(
         config["device"] = problem.device.type
     digest = config_hash(config)
     records = Records(out / RECORDS)
-    with _locked(records.directory / ".lock"):  # two runs started at once: the second sees the first's claim
+    with locked(records.directory / ".lock"):  # two runs started at once: the second sees the first's claim
         _claim(out, config, digest, overwrite)
     sources = collect(inputs, truth=None if truth is None else Path(truth), exclude=records.written_files())
     begun, earlier = records.stamps(), records.all()  # which records predate this run
@@ -629,7 +628,7 @@ def _assemble(
     """Rebuild ``metrics.json``, ``failed.json`` and ``summary.json`` from the records of this configuration but
     those of ``exclude`` (holding ``records/.lock``, so that the last of several writers reads every record);
     return the failures (input -> error) and the diverged keys."""
-    with _locked(records.directory / ".lock"):
+    with locked(records.directory / ".lock"):
         current = {k: r for k, r in _current(records, digest).items() if k not in exclude}
         metrics = {key: rec.get("metrics", {}) for key, rec in current.items() if rec.get("status") == "done"}
         failed, diverged = _outcome(current)
@@ -637,17 +636,6 @@ def _assemble(
         write_json(out / "failed.json", failed)
         write_json(out / "summary.json", summarise(current.values()))
     return failed, diverged
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` for the block (released by the system if the process dies)."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def summarise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
