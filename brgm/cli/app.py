@@ -16,6 +16,7 @@ from brgm.cli.console import console, fail
 from brgm.cli.simulate import simulate
 from brgm.cli.train import train
 from brgm.cli.weights import app as weights_app
+from brgm.core.claims import LEASE
 from brgm.core.errors import BrgmError
 
 app = typer.Typer(
@@ -116,6 +117,14 @@ def compose(
     max_restarts: Annotated[
         int, typer.Option(min=0, help="With --launch: restart the processes this often after a failure.")
     ] = 0,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds after which an item claimed by another run into --out, and not kept fresh by it, is "
+            "taken over (a run on another machine that died).",
+        ),
+    ] = LEASE,
 ) -> None:
     """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s).
 
@@ -142,7 +151,7 @@ def compose(
             raise fail("--input is required (a measurement or clean image, a directory, or several --input)")
         if launch is not None:
             options = {"--out": out, "--truth": truth, "--input-kind": input_kind, "--steps": steps}
-            options |= {"--seed": seed, "--device": device}
+            options |= {"--seed": seed, "--device": device, "--lease": lease}
             arguments = [*(overrides or []), *(arg for path in inputs for arg in ("--input", str(path)))]
             arguments += [
                 arg for name, value in options.items() if value is not None for arg in (name, str(value))
@@ -159,6 +168,7 @@ def compose(
             device=device,
             strict=strict,
             overwrite=overwrite,
+            lease=lease,
         )
     except BrgmError as err:
         raise fail(str(err)) from None

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from brgm.cli.console import err_console
 from brgm.core import distributed, pipeline
+from brgm.core.claims import LEASE
 from brgm.core.compose import compose_resolved, resolve_device
 from brgm.core.config import Resolved
 from brgm.core.solver import Progress as StepProgress
@@ -55,10 +56,16 @@ class RichReporter(pipeline.Reporter):
         elif warning := record.get("metrics", {}).get("warning"):
             console.print(f"[yellow]warning[/] {record['key']}: {warning}", highlight=False)
 
-    def cohort(self, done: int, total: int, rate: float, eta: float | None) -> None:
+    def cohort(self, tally: pipeline.Tally, rate: float, eta: float | None) -> None:
+        """The done count is the bar's; the failed, claimed and stale items are named when there are any."""
+        counts = {"failed": tally.failed, "claimed": tally.claimed, "stale": tally.stale}
+        named = "".join(f"{n} {state}, " for state, n in counts.items() if n)
         left = "" if eta is None else f", {eta:.0f} s left"
-        description = f"all workers: {rate:.3g} items/s{left}"
-        self.progress.update(self.all, completed=done, total=total, visible=True, description=description)
+        description = f"all workers: {named}{rate:.3g} items/s{left}"
+        completed = tally.done + tally.failed
+        self.progress.update(
+            self.all, completed=completed, total=tally.total, visible=True, description=description
+        )
 
 
 def run_compose(
@@ -72,6 +79,7 @@ def run_compose(
     device: str | None,
     strict: bool = False,
     overwrite: bool = False,
+    lease: float = LEASE,
 ) -> int:
     """Reconstruct every input into ``out`` (this process's shard under torchrun or a Slurm job array); returns
     the exit status (see :meth:`RunSummary.exit_status`; a rank other than 0 leaves failures to rank 0)."""
@@ -96,11 +104,16 @@ def run_compose(
                 overwrite=overwrite,
                 reporter=RichReporter(progress),
                 workers=workers,
+                lease=lease,
             )
     who = f"worker {workers.label}: " if workers.count > 1 else ""
     parts = [f"{who}wrote {len(summary.solved)} reconstruction(s) to {out}"]
+    if summary.redone:
+        parts[0] += f" ({len(summary.redone)} redone: input or truth changed since its record)"
     if summary.skipped:
         parts.append(f"{len(summary.skipped)} already done")
+    if summary.elsewhere:
+        parts.append(f"{len(summary.elsewhere)} done by other runs into {out}")
     if summary.failed:
         parts.append(f"{len(summary.failed)} input(s) failed (failed.json)")
     if summary.diverged:
@@ -144,6 +157,12 @@ def merge_run(out: Path) -> int:
     parts = [f"{out}: {len(summary.solved)} item(s) done"]
     if summary.failed:
         parts.append(f"{len(summary.failed)} failed (failed.json)")
+    if summary.claimed:
+        parts.append(f"{len(summary.claimed)} claimed by a running run")
+    if summary.stale:
+        parts.append(
+            f"{len(summary.stale)} stale (input or truth changed or gone since its record; left out)"
+        )
     if summary.diverged:
         parts.append(f"{len(summary.diverged)} diverged")
     err_console.print("; ".join(parts) + "; wrote metrics.json, failed.json, summary.json", highlight=False)

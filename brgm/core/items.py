@@ -20,6 +20,7 @@ import torch
 
 from brgm.core import io
 from brgm.core.errors import ConfigError, ImageFileError
+from brgm.core.io.fingerprints import array_hash, content_hash
 from brgm.core.io.formats import arrays
 from brgm.core.io.formats.meta import missing_to_background
 
@@ -37,6 +38,20 @@ class Source:
     def label(self) -> str:
         """How messages and records name the input."""
         return str(self.path) if self.path is not None else f"<array {self.key}>"
+
+    def fingerprint(self) -> dict[str, str | None]:
+        """What the item is computed from (:mod:`brgm.core.io.fingerprints`): ``{"input": hash, "truth": hash or
+        None}`` (None: no truth, or a file that cannot be read)."""
+        content = array_hash(self.array) if self.path is None else content_hash(self.path)
+        return {"input": content, "truth": None if self.truth is None else content_hash(self.truth)}
+
+    def locations(self) -> dict[str, str | None]:
+        """Where the input and truth are read from (absolute paths; None for an array or no truth), so that a
+        record can be checked against its files later (:func:`~brgm.core.io.fingerprints.recheck`)."""
+        return {
+            "input": None if self.path is None else str(self.path.resolve()),
+            "truth": None if self.truth is None else str(self.truth.resolve()),
+        }
 
     def load(self) -> io.Loaded:
         if self.path is not None:

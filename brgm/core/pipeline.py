@@ -6,14 +6,20 @@ The stages, for each item of an :class:`~brgm.core.items.Source` list (read lazi
    input as the measurement), with the item's own seed (:func:`~brgm.core.items.item_seed`);
 2. solve: items with measurements of one shape are reconstructed in batches of ``batch_size``;
 3. write: each item's files appear atomically, then its record ``records/KEY.json`` (status, metrics, files,
-   configuration hash, timings);
+   configuration hash, the fingerprint of its input and truth (:mod:`brgm.core.io.fingerprints`), timings);
 4. assemble: ``metrics.json`` and ``failed.json`` are rebuilt from the records after every batch, and
    ``config.json`` (written first) describes the run.
 
-Rerunning the same command skips the items whose record says done with the same configuration, so a killed run
-loses only the batch in flight; ``overwrite=True`` redoes them. A different configuration into the same output
-directory is an error unless ``overwrite``. A bad input, or an item whose files cannot be written, becomes a
-``failed`` record and the run goes on.
+Rerunning the same command skips the items whose record says done with the same configuration and fingerprint,
+so a killed run loses only the batch in flight; an item whose input or truth changed since its record is redone
+(and said so); ``overwrite=True`` redoes them all. A different configuration into the same output directory is
+an error unless ``overwrite``. A bad input, or an item whose files cannot be written, becomes a ``failed``
+record and the run goes on.
+
+A run claims each item before it reads it (:mod:`brgm.core.claims`), so any number of runs of one command into
+one output directory (shells, machines, Slurm jobs) share the items, each done once: an item claimed by another
+live run is left to it, and waited for at the end (taken over if its claimant dies). An item whose record was
+written since this run began, by another run, is settled, ``overwrite`` or not.
 
 Over many processes (:mod:`brgm.core.distributed`) each worker runs its shard of the sorted items; every worker
 lists the inputs before any writes (a barrier under torchrun); the lead (rank 0) assembles the run-level files
@@ -26,7 +32,6 @@ per item and each worker's items, seconds, rate, device and peak memory.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -44,9 +49,11 @@ import numpy as np
 import torch
 
 from brgm.core import io
+from brgm.core.claims import LEASE, Claims, locked
 from brgm.core.distributed import Workers
 from brgm.core.errors import BrgmError, ConfigError, DivergenceWarning, ShapeError
 from brgm.core.io.files import write_json
+from brgm.core.io.fingerprints import changes, recheck
 from brgm.core.io.outputs import write_outputs
 from brgm.core.items import Source, collect, item_seed
 from brgm.core.params import check_seed
@@ -54,8 +61,10 @@ from brgm.core.problem import Problem
 from brgm.core.solver import Progress, Result, reconstruct
 
 RECORDS = "records"
-#: seconds between two counts of the records for the progress of a run over many workers
+#: seconds between two counts of the records for the progress of a run
 PROGRESS_INTERVAL = 2.0
+#: seconds between two looks at the items that other runs hold
+CLAIM_POLL = 1.0
 INPUT_KINDS = ("auto", "image", "measurement")
 
 
@@ -88,23 +97,42 @@ class Reporter:
     def item(self, record: Mapping[str, Any]) -> None:
         """An item finished (``record["status"]`` is ``done`` or ``failed``)."""
 
-    def cohort(self, done: int, total: int, rate: float, eta: float | None) -> None:
-        """A run over many workers (told to its lead every :data:`PROGRESS_INTERVAL` s and at the end):
-        ``done`` of ``total`` items have records, at ``rate`` items/s since this worker started, ``eta``
-        seconds left (None before the first item)."""
+    def cohort(self, tally: Tally, rate: float, eta: float | None) -> None:
+        """Where the run's items stand, whichever run or worker does them (told to the lead every
+        :data:`PROGRESS_INTERVAL` s and at the end): the ``tally``, ``rate`` items done per second since this
+        run started, ``eta`` seconds left (None before the first item)."""
+
+
+@attrs.frozen
+class Tally:
+    """How many of ``total`` items are done (a record of this configuration and fingerprint), failed (a failed
+    record of this configuration), claimed (by a live run, without such a record) and stale (done, but the
+    input or truth changed since, and not claimed)."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    claimed: int = 0
+    stale: int = 0
 
 
 @attrs.frozen
 class RunSummary:
-    """The outcome of :func:`run`: the keys reconstructed and written now (not those that failed), the keys
-    done before, and every failure and divergence in the output directory's records (``failed``: input ->
-    error)."""
+    """The outcome of :func:`run`: the keys reconstructed and written now (not those that failed; ``redone``:
+    those whose input or truth had changed since their record), the keys done before, the keys that other runs
+    did meanwhile (``elsewhere``), and every failure and divergence in the output directory's records
+    (``failed``: input -> error). :func:`merge` also gives the ``stale`` keys and those ``claimed`` by a live
+    run."""
 
     out: Path
     solved: list[str]
     skipped: list[str]
     failed: dict[str, str]
     diverged: list[str]
+    redone: list[str] = attrs.Factory(list)
+    elsewhere: list[str] = attrs.Factory(list)
+    stale: list[str] = attrs.Factory(list)
+    claimed: list[str] = attrs.Factory(list)
 
     def exit_status(self, strict: bool = False) -> int:
         """1 when an item failed (or, with ``strict``, a solve diverged), else 0."""
@@ -122,6 +150,7 @@ def run(
     overwrite: bool = False,
     reporter: Reporter | None = None,
     workers: Workers | None = None,
+    lease: float = LEASE,
 ) -> RunSummary:
     """Reconstruct every input of ``inputs`` into ``out`` (see the module docstring).
 
@@ -138,6 +167,8 @@ def run(
         reporter: progress callbacks.
         workers: this process's shard of a run over many processes (one process by default); see
             :mod:`brgm.core.distributed`.
+        lease: seconds after which another run's claim that was not kept fresh is taken over
+            (:mod:`brgm.core.claims`).
     """
     if input_kind not in INPUT_KINDS:
         raise ConfigError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
@@ -150,51 +181,91 @@ def run(
         config["device"] = problem.device.type
     digest = config_hash(config)
     records = Records(out / RECORDS)
-    with _locked(records.directory / ".lock"):  # two runs started at once: the second sees the first's claim
+    with locked(records.directory / ".lock"):  # two runs started at once: the second sees the first's claim
         _claim(out, config, digest, overwrite)
     sources = collect(inputs, truth=None if truth is None else Path(truth), exclude=records.written_files())
-    finished = set() if overwrite else {key for key, rec in records.all().items() if _done(rec, digest)}
-    workers.barrier()  # every worker has listed the inputs and the finished items before any writes
+    begun, earlier = records.stamps(), records.all()  # which records predate this run
+    workers.barrier()  # every worker has listed the inputs and the records before any writes
     mine = workers.take(sources)
-    todo = [s for s in mine if s.key not in finished]
-    reporter.start(len(mine), len(mine) - len(todo))
+    by_key = {s.key: s for s in sources}
+    prints = {s.key: s.fingerprint() for s in (sources if workers.lead else mine)}  # the lead tallies all
+    finished: set[str] = set()
+    stale: dict[str, list[str]] = {}  # key -> what changed since its record
+    for source in mine:
+        if (rec := earlier.get(source.key)) is not None and _done(rec, digest):
+            if changed := changes(rec.get("fingerprint"), prints[source.key]):
+                stale[source.key] = changed
+            elif not overwrite:
+                finished.add(source.key)
+    reporter.start(len(mine), len(finished))
     worker = {
         "shard": workers.label,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "device": str(problem.device),
     }
+    claims = Claims(records.directory, lease)
     solved: list[str] = []
+    elsewhere: list[str] = []
     groups: dict[tuple[int, ...], list[Prepared]] = {}
     batch_size = problem.execution.batch_size
 
+    def settled(key: str) -> bool:
+        """Whether ``key`` needs nothing from this run: its record has this configuration and fingerprint, and
+        says done (without ``overwrite``) or was written since this run began (by another run)."""
+        stamp, rec = records.read(key)
+        if rec is None or rec.get("config_hash") != digest or changes(rec.get("fingerprint"), prints[key]):
+            return False
+        return stamp != begun.get(key) or (rec.get("status") == "done" and not overwrite)
+
+    def publish(record: dict[str, Any]) -> None:
+        source = by_key[record["key"]]
+        record = {**record, "fingerprint": prints[source.key], "paths": source.locations(), "worker": worker}
+        records.write(record)
+        claims.release(source.key)
+        reporter.item(record)
+
     def flush(group: list[Prepared]) -> None:
         for record in _solve_and_write(problem, group, out, digest, reporter):
-            record = {**record, "worker": worker}
-            records.write(record)
-            reporter.item(record)
+            publish(record)
             if record["status"] == "done":
                 solved.append(record["key"])
         group.clear()
         if workers.lead:
             _assemble(out, records, digest)
 
-    watch = workers.count > 1 and workers.lead
-    pending = {s.key for s in sources} - finished
-    with _progress(records.directory, pending, len(sources), reporter) if watch else nullcontext():
-        for source in todo:
-            prepared = _prepare_or_record(
-                source, problem, input_kind, seed, digest, records, reporter, worker
-            )
-            if prepared is None:
-                continue
-            group = groups.setdefault(tuple(prepared.measurement.shape), [])
-            group.append(prepared)
-            if len(group) == batch_size:
-                flush(group)
-        for group in groups.values():
-            if group:
-                flush(group)
+    waiting = [s for s in mine if s.key not in finished]
+    watch = _progress(records, claims, prints, digest, reporter) if workers.lead else nullcontext()
+    with claims, watch:
+        while waiting:
+            held = []  # by other runs
+            for source in waiting:
+                if settled(source.key):
+                    elsewhere.append(source.key)
+                elif not claims.take(source.key):
+                    held.append(source)
+                elif settled(source.key):  # recorded by another run just before it released its claim
+                    claims.release(source.key)
+                    elsewhere.append(source.key)
+                elif isinstance(
+                    prepared := _prepare_or_record(source, problem, input_kind, seed, digest), dict
+                ):
+                    publish(prepared)
+                else:
+                    if changed := stale.get(source.key):
+                        prepared.notes.append(
+                            f"{source.label}: {' and '.join(changed)} changed since its record: redone"
+                        )
+                    group = groups.setdefault(tuple(prepared.measurement.shape), [])
+                    group.append(prepared)
+                    if len(group) == batch_size:
+                        flush(group)
+            for group in groups.values():
+                if group:
+                    flush(group)
+            waiting = held
+            if waiting:
+                time.sleep(CLAIM_POLL)
         workers.barrier()  # every rank has written its records
     if workers.lead:
         failed, diverged = _assemble(out, records, digest)
@@ -204,43 +275,80 @@ def run(
     return RunSummary(
         out=out,
         solved=solved,
-        skipped=sorted(finished & {s.key for s in mine}),
+        skipped=sorted(finished),
         failed=failed,
         diverged=diverged,
+        redone=[key for key in solved if key in stale],
+        elsewhere=sorted(elsewhere),
     )
 
 
 def merge(out: str | Path) -> RunSummary:
     """Assemble the run-level files of ``out`` from its records (after a job array's tasks): the records made
-    under the configuration of its ``config.json``."""
+    under the configuration of its ``config.json``, less the stale ones (done, but the input or truth they
+    record changed or is gone since, each file hashed again), which it lists with the items that live runs
+    claim."""
     out = Path(out)
     try:
         digest = json.loads((out / "config.json").read_text())["config_hash"]
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigError(f"{out} holds no brgm run (no readable config.json)") from None
     records = Records(out / RECORDS)
-    failed, diverged = _assemble(out, records, digest)
-    done = [key for key, rec in records.all().items() if _done(rec, digest)]
-    return RunSummary(out=out, solved=sorted(done), skipped=[], failed=failed, diverged=diverged)
+    claims = Claims(records.directory)
+    current = _current(records, digest)
+    stale = sorted(
+        key
+        for key, rec in current.items()
+        if rec.get("status") == "done"
+        and changes(rec.get("fingerprint"), recheck(rec.get("fingerprint"), rec.get("paths")))
+    )
+    failed, diverged = _assemble(out, records, digest, exclude=set(stale))
+    done = [key for key, rec in current.items() if rec.get("status") == "done" and key not in stale]
+    settled = {key for key in current if key not in stale}
+    claimed = sorted(claims.live(key for key in claims.on_disk() if key not in settled))
+    return RunSummary(
+        out=out,
+        solved=sorted(done),
+        skipped=[],
+        failed=failed,
+        diverged=diverged,
+        stale=stale,
+        claimed=claimed,
+    )
 
 
 @contextmanager
-def _progress(directory: Path, pending: set[str], total: int, reporter: Reporter) -> Iterator[None]:
-    """Tell ``reporter.cohort`` how many items have records, counting the records of ``pending`` keys written
-    since the block began every :data:`PROGRESS_INTERVAL` seconds (a thread that sleeps in between), and once
-    more when it ends."""
-    since, start, stop = time.time(), time.monotonic(), threading.Event()
+def _progress(
+    records: Records, claims: Claims, prints: Mapping[str, Mapping[str, Any]], digest: str, reporter: Reporter
+) -> Iterator[None]:
+    """Tell ``reporter.cohort`` where the items of ``prints`` (key -> fingerprint) stand (:class:`Tally`) every
+    :data:`PROGRESS_INTERVAL` seconds (a thread that sleeps in between), and once more when it ends; a record is
+    read again only when it changed."""
+    read: dict[str, tuple[Any, str | None]] = {}  # key -> (stamp, state)
+    start, stop = time.monotonic(), threading.Event()
+
+    def tally() -> Tally:
+        stamps = records.stamps()
+        for key in prints:
+            if key in stamps and read.get(key, (None,))[0] != stamps[key]:
+                stamp, rec = records.read(key)
+                read[key] = (stamp, _state(rec, digest, prints[key]))
+            elif key not in stamps:
+                read.pop(key, None)
+        states = {key: read[key][1] if key in read else None for key in prints}
+        settled = {key for key, state in states.items() if state in ("done", "failed")}
+        claimed = claims.live(key for key in claims.on_disk() if key in prints and key not in settled)
+        stale = sum(state == "stale" and key not in claimed for key, state in states.items())
+        values = list(states.values())
+        return Tally(len(prints), values.count("done"), values.count("failed"), len(claimed), stale)
+
+    first = tally()
 
     def report() -> None:
-        done = 0
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                key = entry.name.removesuffix(".json")
-                if key in pending and entry.name.endswith(".json") and entry.stat().st_mtime >= since:
-                    done += 1
-        rate = done / max(time.monotonic() - start, 1e-9)
-        left = len(pending) - done
-        reporter.cohort(total - left, total, rate, left / rate if rate > 0 else None)
+        now = tally()
+        rate = (now.done - first.done) / max(time.monotonic() - start, 1e-9)
+        left = now.total - now.done - now.failed
+        reporter.cohort(now, rate, left / rate if rate > 0 else None)
 
     def loop() -> None:
         while not stop.wait(PROGRESS_INTERVAL):
@@ -272,6 +380,28 @@ class Records:
     def write(self, record: Mapping[str, Any]) -> None:
         write_json(self.directory / f"{record['key']}.json", record)
 
+    def read(self, key: str) -> tuple[tuple[int, int] | None, dict[str, Any] | None]:
+        """The :meth:`stamps` entry and the record of ``key`` (None, None when it has none or it is unreadable)."""
+        path = self.directory / f"{key}.json"
+        try:
+            info = path.stat()
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None, None
+        if not isinstance(record, dict) or record.get("key") != key:
+            return None, None
+        return (info.st_ino, info.st_mtime_ns), record
+
+    def stamps(self) -> dict[str, tuple[int, int]]:
+        """Each record file's inode and modification time by key: a record written anew has another stamp."""
+        stamps = {}
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    info = entry.stat()
+                    stamps[entry.name.removesuffix(".json")] = (info.st_ino, info.st_mtime_ns)
+        return stamps
+
     def all(self) -> dict[str, dict[str, Any]]:
         """Every readable record by key (an unreadable one counts as not done)."""
         records = {}
@@ -295,6 +425,16 @@ class Records:
 
 def _done(record: Mapping[str, Any], digest: str) -> bool:
     return record.get("status") == "done" and record.get("config_hash") == digest
+
+
+def _state(record: Mapping[str, Any] | None, digest: str, fingerprint: Mapping[str, Any]) -> str | None:
+    """``done`` (of this configuration and ``fingerprint``), ``stale`` (done, of another fingerprint),
+    ``failed`` (of this configuration), or None."""
+    if record is None or record.get("config_hash") != digest:
+        return None
+    if record.get("status") != "done":
+        return "failed"
+    return "stale" if changes(record.get("fingerprint"), dict(fingerprint)) else "done"
 
 
 def _output_directory(out: Path) -> Path:
@@ -339,26 +479,14 @@ def _error_text(err: BaseException) -> str:
 
 
 def _prepare_or_record(
-    source: Source,
-    problem: Problem,
-    input_kind: str,
-    run_seed: int,
-    digest: str,
-    records: Records,
-    reporter: Reporter,
-    worker: Mapping[str, Any],
-) -> Prepared | None:
-    """The prepared item, or None after recording its failure (any error: one input never stops the run)."""
+    source: Source, problem: Problem, input_kind: str, run_seed: int, digest: str
+) -> Prepared | dict[str, Any]:
+    """The prepared item, or the record of its failure (any error: one input never stops the run)."""
     seed = item_seed(run_seed, source.key)
     try:
         return prepare(source, problem, input_kind, seed)
     except Exception as err:  # a bad input becomes its record, whatever it raised
-        record = _record(
-            source, digest, status="failed", stage="prepare", seed=seed, error=_error_text(err), worker=worker
-        )
-        records.write(record)
-        reporter.item(record)
-        return None
+        return _record(source, digest, status="failed", stage="prepare", seed=seed, error=_error_text(err))
 
 
 def prepare(source: Source, problem: Problem, input_kind: str, seed: int) -> Prepared:
@@ -497,29 +625,20 @@ def _outcome(current: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, str], 
     return failed, diverged
 
 
-def _assemble(out: Path, records: Records, digest: str) -> tuple[dict[str, str], list[str]]:
-    """Rebuild ``metrics.json``, ``failed.json`` and ``summary.json`` from the records of this configuration
-    (holding ``records/.lock``, so that the last of several writers reads every record); return the failures
-    (input -> error) and the diverged keys."""
-    with _locked(records.directory / ".lock"):
-        current = _current(records, digest)
+def _assemble(
+    out: Path, records: Records, digest: str, exclude: set[str] = frozenset()
+) -> tuple[dict[str, str], list[str]]:
+    """Rebuild ``metrics.json``, ``failed.json`` and ``summary.json`` from the records of this configuration but
+    those of ``exclude`` (holding ``records/.lock``, so that the last of several writers reads every record);
+    return the failures (input -> error) and the diverged keys."""
+    with locked(records.directory / ".lock"):
+        current = {k: r for k, r in _current(records, digest).items() if k not in exclude}
         metrics = {key: rec.get("metrics", {}) for key, rec in current.items() if rec.get("status") == "done"}
         failed, diverged = _outcome(current)
         write_json(out / "metrics.json", metrics)
         write_json(out / "failed.json", failed)
         write_json(out / "summary.json", summarise(current.values()))
     return failed, diverged
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` for the block (released by the system if the process dies)."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def summarise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
