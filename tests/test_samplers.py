@@ -4,6 +4,7 @@ contract: shapes, seeds, batches, 2D and 3D, diagnostics."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
@@ -13,6 +14,7 @@ import torch
 
 import brgm
 from brgm import hookimpl
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.diagnostics import bulk_ess, split_rhat
 from brgm.core.errors import ConfigError
 from brgm.core.generator import Generator, GeneratorSource, NoiseMode
@@ -51,7 +53,7 @@ class LinearSource(GeneratorSource):
 
     name: ClassVar[str] = "test_linear"
 
-    def load(self) -> Generator:
+    def load(self, readers: Sequence[CheckpointReader] = ()) -> Generator:
         return LinearGenerator().eval()
 
 

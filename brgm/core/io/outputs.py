@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from brgm.core import io
+from brgm.core import io, metrics
 from brgm.core.diagnostics import coverage, spearman
 from brgm.core.io import figures
 from brgm.core.io.files import atomic_path
@@ -46,9 +46,7 @@ def observed_mask(forward_model: ForwardModel, shape: tuple[int, ...]) -> torch.
 
 def item_metrics(image: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """``{"psnr", "ssim", "rmse", "nmse"}`` of one image ``[C, *spatial]`` against the truth, via
-    :mod:`brgm.metrics`."""
-    from brgm import metrics
-
+    :mod:`brgm.core.metrics`."""
     pred, target = image[None].double(), truth[None].double()
     return {name: float(getattr(metrics, name)(pred, target)[0]) for name in METRICS}
 

@@ -9,7 +9,7 @@ MAP values: the samplers condition on them.
 Data consistency (:mod:`brgm.core.consistency`): when the problem's execution refines results
 (``solver.consistency``, ``auto`` for k-space and masks), every posterior draw is refined, and the mean and the
 standard deviation are those of the refined draws (``Result.generated`` is then the mean of the unrefined ones).
-:func:`~brgm.core.solver.reconstruct` then refines the mean once more, which changes it little: it agrees with
+:func:`~brgm.core.reconstruct.reconstruct` then refines the mean once more, which changes it little: it agrees with
 the measurement to within the noise already.
 """
 
