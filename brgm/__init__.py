@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from brgm.core.hookspecs import hookimpl
+from brgm.core.version import __version__
 
 __all__ = [
     "__version__",
@@ -26,13 +25,13 @@ __all__ = [
 if TYPE_CHECKING:
     from brgm import metrics
     from brgm.core.compose import compose, forward_model, load_generator
-    from brgm.core.solver import reconstruct
+    from brgm.core.reconstruct import reconstruct
 
 _LAZY = {
     "compose": "brgm.core.compose",
     "forward_model": "brgm.core.compose",
     "load_generator": "brgm.core.compose",
-    "reconstruct": "brgm.core.solver",
+    "reconstruct": "brgm.core.reconstruct",
 }
 
 

@@ -183,9 +183,9 @@ def test_a_compose_run_builds_each_component_and_the_registry_once(monkeypatch, 
 
     from brgm.cli.app import app
     from brgm.core import plugins
+    from brgm.core.execution import Execution
     from brgm.core.operators import Chain
     from brgm.core.registry import Registry
-    from brgm.core.solver import Execution
     from brgm.plugins.forward_models.kspace import KSpace
     from brgm.plugins.likelihoods.pixel import PixelLikelihood
     from brgm.plugins.priors.gaussian import GaussianPrior

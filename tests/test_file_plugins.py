@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import brgm
 from brgm.cli.app import app
 from brgm.core import io
+from brgm.core.compose import checkpoint_readers
 from brgm.core.errors import CheckpointError, ImageFileError
 from brgm.core.plugins import pm
 from brgm.plugins.generators.checkpoints import read_checkpoint
@@ -83,7 +84,7 @@ def test_compose_reads_and_writes_a_plugin_format(toy_plugin, tmp_path) -> None:
 def test_a_plugin_checkpoint_reader_loads_a_generator(toy_plugin, tmp_path) -> None:
     path = tmp_path / "g.toygen"
     path.write_bytes(toy_files.MAGIC + b"3")
-    assert read_checkpoint(path).format == "toygen"
+    assert read_checkpoint(path, checkpoint_readers()).format == "toygen"
     G = brgm.load_generator(str(path))
     expected = toy_files.toy_source(3).load().state_dict()
     assert G.state_dict().keys() == expected.keys()
@@ -93,7 +94,7 @@ def test_a_plugin_checkpoint_reader_loads_a_generator(toy_plugin, tmp_path) -> N
         with pytest.raises(
             CheckpointError, match=r"not a checkpoint brgm knows \(it starts with b'TOYGEN 3'\)"
         ):
-            read_checkpoint(path)
+            brgm.load_generator(str(path))
     finally:
         pm.register(toy_files, name=PLUGIN)
 
@@ -102,7 +103,7 @@ def test_unknown_checkpoints_name_every_registered_reader(toy_plugin, tmp_path) 
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     with pytest.raises(CheckpointError, match=r"brgm reads torch\.save zip files.*; toy generator files"):
-        read_checkpoint(path)
+        brgm.load_generator(str(path))
 
 
 def test_plugins_json_lists_formats_and_readers_with_plugin_and_version(toy_plugin) -> None:

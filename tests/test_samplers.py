@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
@@ -14,6 +15,7 @@ import torch
 
 import brgm
 from brgm import hookimpl
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.diagnostics import bulk_ess, split_rhat
 from brgm.core.errors import CollapseWarning, ConfigError
 from brgm.core.generator import Generator, GeneratorSource, NoiseMode
@@ -52,7 +54,7 @@ class LinearSource(GeneratorSource):
 
     name: ClassVar[str] = "test_linear"
 
-    def load(self) -> Generator:
+    def load(self, readers: Sequence[CheckpointReader] = ()) -> Generator:
         return LinearGenerator().eval()
 
 

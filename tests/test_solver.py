@@ -11,7 +11,8 @@ import torch
 
 import brgm
 from brgm.core.errors import ConfigError, DivergenceWarning, NonFiniteEnergyError, ShapeError
-from brgm.core.solver import Execution, Result, Solver
+from brgm.core.execution import Execution
+from brgm.core.solver import Result, Solver
 from brgm.core.terms import Latents, Prior
 from brgm.plugins.solvers.map import MAPSolver
 from tests.conftest import DEVICES

@@ -107,7 +107,7 @@ def verify(
     ] = None,
 ) -> None:
     """Check NAME's file: size and SHA-256 against the published ones, then load it as the preset's network."""
-    from brgm.core.plugins import registry
+    from brgm.core.compose import load_generator
 
     try:
         spec = w.get_weights(name)
@@ -118,7 +118,7 @@ def verify(
             typer.echo(f"  {what}: {'no published value' if ok is None else 'ok' if ok else 'MISMATCH'}")
         if not report.ok:
             raise typer.Exit(1)
-        G = registry().get("generator", name).obj(weights=found).load()
+        G = load_generator(name, weights=found)
     except BrgmError as err:
         raise _fail(err) from None
     shape = "×".join(map(str, G.img_shape))

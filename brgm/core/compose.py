@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.config import Resolved, Selection, build_forward_model, instantiate, is_path, resolve
 from brgm.core.errors import ConfigError, ShapeError
 from brgm.core.generator import Generator
@@ -35,6 +36,11 @@ def forward_model(name: str, **params: Any) -> ForwardModel:
     return build(registry().get("forward_model", name).obj, params, f"fwd.{name}")
 
 
+def checkpoint_readers() -> list[CheckpointReader]:
+    """The registered checkpoint readers, in the order a generator source tries them (brgm's own first)."""
+    return [c.obj for c in registry().registered("checkpoint_reader")]
+
+
 def load_generator(name_or_path: str | os.PathLike[str], **params: Any) -> Generator:
     """A generator by registry name (``"stylegan2-xray"``, optionally ``weights=PATH``) or checkpoint path."""
     if isinstance(name_or_path, os.PathLike):
@@ -47,7 +53,7 @@ def load_generator(name_or_path: str | os.PathLike[str], **params: Any) -> Gener
     reg = registry()
     if not is_path(name_or_path, reg):
         reg.get("generator", name_or_path)  # unknown names fail here, with a did-you-mean
-    return instantiate(Selection(name_or_path, values=dict(params)), "gen", reg).load()
+    return instantiate(Selection(name_or_path, values=dict(params)), "gen", reg).load(checkpoint_readers())
 
 
 def resolve_settings(settings: Mapping[str, Any]) -> Resolved:
@@ -103,7 +109,7 @@ def compose_resolved(resolved: Resolved, *, device: str | torch.device | None = 
     if not likes:
         raise ConfigError("no likelihood selected: a reconstruction needs a data term (e.g. like=pixel)")
     source = resolved.generator
-    generator = source if isinstance(source, Generator) else source.load()
+    generator = source if isinstance(source, Generator) else source.load(checkpoint_readers())
     image_shape = (1, generator.img_channels, *generator.img_shape)
     try:
         fwd.output_shape(image_shape)

@@ -29,12 +29,13 @@ from typing import Any
 import attrs
 
 from brgm.core.errors import ConfigError
+from brgm.core.execution import Execution
 from brgm.core.generator import Generator, GeneratorSource
 from brgm.core.operators import ForwardModel, chain
 from brgm.core.params import build, did_you_mean, field_names, field_values
 from brgm.core.presets import Preset
 from brgm.core.registry import Registry
-from brgm.core.solver import Execution, Solver, split_options
+from brgm.core.solver import Solver, split_options
 from brgm.core.terms import Likelihood, Prior
 
 #: group -> registry kind

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.errors import ConfigError
 
 NoiseMode = Literal["const", "random", "none"]
@@ -143,6 +144,8 @@ class GeneratorSource:
 
     name: ClassVar[str] = ""
 
-    def load(self) -> Generator:
-        """Build the generator on the CPU, in eval mode, with gradients off for its parameters."""
+    def load(self, readers: Sequence[CheckpointReader] = ()) -> Generator:
+        """Build the generator on the CPU, in eval mode, with gradients off for its parameters. A source that reads
+        a checkpoint file tries ``readers`` on it in turn: the kernel passes every registered
+        :class:`~brgm.core.checkpoints.CheckpointReader` (brgm's own first); other sources ignore them."""
         raise NotImplementedError

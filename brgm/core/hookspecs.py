@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from brgm.core.checkpoints import CheckpointReader
     from brgm.core.generator import GeneratorSource
     from brgm.core.io.formats import FileFormat
     from brgm.core.operators import ForwardModel
     from brgm.core.presets import Preset
     from brgm.core.solver import Solver
     from brgm.core.terms import Likelihood, Prior
-    from brgm.plugins.generators.checkpoints import CheckpointReader
 
 hookspec = pluggy.HookspecMarker("brgm")
 hookimpl = pluggy.HookimplMarker("brgm")
@@ -72,7 +72,7 @@ def register_formats() -> list[FileFormat]:
 
 @hookspec
 def register_checkpoint_readers() -> list[CheckpointReader]:
-    """Generator checkpoint readers: instances of
-    :class:`~brgm.plugins.generators.checkpoints.CheckpointReader` (a name, ``recognises(path, head)`` on the
-    file's first bytes, ``read(path)`` returning a :class:`~brgm.plugins.generators.checkpoints.Checkpoint`).
-    A checkpoint is read by the first registered reader that recognises it (brgm's own are registered first)."""
+    """Generator checkpoint readers: instances of :class:`~brgm.core.checkpoints.CheckpointReader` (a name,
+    ``recognises(path, head)`` on the file's first bytes, ``read(path)`` returning a
+    :class:`~brgm.core.checkpoints.Checkpoint`). The kernel gives them to the generator source that loads a file,
+    which reads it with the first that recognises it (brgm's own are registered first)."""

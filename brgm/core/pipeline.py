@@ -58,7 +58,8 @@ from brgm.core.io.outputs import write_outputs
 from brgm.core.items import Source, collect, item_seed
 from brgm.core.params import check_seed
 from brgm.core.problem import Problem
-from brgm.core.solver import Progress, Result, reconstruct
+from brgm.core.reconstruct import reconstruct
+from brgm.core.solver import Progress, Result
 
 RECORDS = "records"
 #: seconds between two counts of the records for the progress of a run

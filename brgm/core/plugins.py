@@ -8,10 +8,10 @@ import os
 
 import pluggy
 
-from brgm import __version__
 from brgm.core import hookspecs
 from brgm.core.errors import PluginError
 from brgm.core.registry import Registry
+from brgm.core.version import __version__
 
 ENTRY_POINT_GROUP = "brgm"
 

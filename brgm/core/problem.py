@@ -10,7 +10,7 @@ forward model, so every forward model, likelihood and metric sees [0, 1].
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import numpy as np
@@ -18,12 +18,10 @@ import torch
 
 from brgm.core import noise_level
 from brgm.core.errors import ShapeError
+from brgm.core.execution import Execution
 from brgm.core.generator import Generator
 from brgm.core.operators import ForwardModel
 from brgm.core.terms import Latents, Likelihood, Prior, Term
-
-if TYPE_CHECKING:
-    from brgm.core.solver import Execution, Solver
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -35,7 +33,8 @@ class Problem:
         forward_model: the corruption ``f`` (a chain for ``fwd=a+b``).
         likelihoods: data terms, each with its weight λ.
         priors: latent energies, each with its weight μ.
-        solver: the chosen solver (``solver=NAME``), whose fields are its settings.
+        solver: the chosen :class:`~brgm.core.solver.Solver` (``solver=NAME``), whose fields are its settings; not
+            annotated as one, since the solver contract names this class and the kernel's imports go one way.
         execution: how the solver runs (batch size, checkpointing, autocast), whichever it is.
         config: the resolved configuration of every component, as written next to a run's outputs.
     """
@@ -44,7 +43,7 @@ class Problem:
     forward_model: ForwardModel
     likelihoods: list[Likelihood]
     priors: list[Prior] = attrs.field(factory=list)
-    solver: Solver
+    solver: Any
     execution: Execution
     config: dict[str, Any] = attrs.field(factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from brgm import hookimpl
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.generator import Generator, GeneratorSource, NoiseMode
 from brgm.core.operators import LinearForwardModel
 from brgm.core.params import interval
@@ -71,7 +73,7 @@ class TinySource(GeneratorSource):
     channels: int = attrs.field(default=1, validator=interval(1, 4))
     seed: int = 0
 
-    def load(self) -> Generator:
+    def load(self, readers: Sequence[CheckpointReader] = ()) -> Generator:
         shape = (self.size, self.size) if self.depth == 0 else (self.depth, self.size, self.size)
         return TinyGenerator(shape, channels=self.channels, seed=self.seed).eval()
 

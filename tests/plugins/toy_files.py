@@ -9,10 +9,10 @@ import attrs
 import numpy as np
 
 from brgm import hookimpl
+from brgm.core.checkpoints import Checkpoint, CheckpointReader
 from brgm.core.errors import ImageFileError
 from brgm.core.io.formats import FileFormat
 from brgm.core.io.formats.meta import AS_STORED, Meta
-from brgm.plugins.generators.checkpoints import Checkpoint, CheckpointReader
 from brgm.plugins.generators.sources import RandomStyleGAN2
 
 __version__ = "0.0.7"

@@ -37,17 +37,20 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import numpy as np
 import torch
 
-from brgm.core import plugins
 from brgm.core.errors import ImageFileError, PluginError
 from brgm.core.io.files import atomic_directory, atomic_path
 from brgm.core.io.formats import FileFormat
 from brgm.core.io.formats.meta import GridFit, Intensity, Meta, missing_to_background
 from brgm.core.io.grid import back_to_input_grid, fit_to_grid, regrid
+
+if TYPE_CHECKING:
+    from brgm.core.registry import Registry
 
 __all__ = [
     "FileFormat",
@@ -68,15 +71,22 @@ __all__ = [
 ]
 
 
+def _registry() -> Registry:
+    """The current registry, imported on use: plugins import this package, so it must not load them."""
+    from brgm.core.plugins import registry
+
+    return registry()
+
+
 def formats() -> list[FileFormat]:
     """The registered file formats (the ``register_formats`` hook), brgm's own first."""
-    return [c.obj for c in plugins.registry().registered("format")]
+    return [c.obj for c in _registry().registered("format")]
 
 
 def _by_suffix() -> dict[str, FileFormat]:
     """Suffix -> the format that claims it; a :class:`PluginError` when two formats claim one."""
     table: dict[str, FileFormat] = {}
-    for component in plugins.registry().registered("format"):
+    for component in _registry().registered("format"):
         for suffix in component.obj.suffixes:
             if suffix in table:
                 raise PluginError(
@@ -118,7 +128,7 @@ def split_suffix(path: str | Path) -> tuple[Path, str]:
 
 def _named(name: str) -> FileFormat:
     """The registered format ``name`` (a :class:`Meta`'s ``format``)."""
-    return plugins.registry().get("format", name).obj
+    return _registry().get("format", name).obj
 
 
 def _format_of(path: Path) -> FileFormat:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from brgm.core import io
+from brgm.core import io, metrics
 from brgm.core.diagnostics import calibration_metrics
 from brgm.core.io import figures
 from brgm.core.io.files import atomic_path
@@ -44,9 +44,7 @@ def observed_mask(forward_model: ForwardModel, shape: tuple[int, ...]) -> torch.
 
 def item_metrics(image: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """``{"psnr", "ssim", "rmse", "nmse"}`` of one image ``[C, *spatial]`` against the truth, via
-    :mod:`brgm.metrics`."""
-    from brgm import metrics
-
+    :mod:`brgm.core.metrics`."""
     pred, target = image[None].double(), truth[None].double()
     return {name: float(getattr(metrics, name)(pred, target)[0]) for name in METRICS}
 
@@ -83,24 +81,24 @@ def posterior_outputs(
         _save_array(out / f"{name}_std.npy", spread.from_unit(std.numpy())),
         _save_array(out / f"{name}_samples.npy", intensity.from_unit(samples.numpy())),
     ]
-    metrics: dict[str, object] = {
+    uncertainty: dict[str, object] = {
         "mean_std": float(std.mean()),
         "max_std": float(std.max()),
         "samples": float(len(samples)),
     }
     if truth is not None:
-        metrics |= calibration_metrics(mean, std, truth)
+        uncertainty |= calibration_metrics(mean, std, truth)
     for key in ("rhat", "ess", "elbo"):
         if key in result.history:
             value = float(result.history[key][-1, index])
-            metrics[key] = None if value != value else value  # NaN: chains that never moved
+            uncertainty[key] = None if value != value else value  # NaN: chains that never moved
     if "collapsed" in result.history:
-        metrics["collapsed"] = bool(result.history["collapsed"][-1, index])
+        uncertainty["collapsed"] = bool(result.history["collapsed"][-1, index])
     files.append(out / f"{name}_uncertainty.png")
     figures.uncertainty_figure(
         files[-1], mean=mean, std=std, samples=samples, truth=truth, title=f"{name}: posterior"
     )
-    return files, metrics
+    return files, uncertainty
 
 
 @attrs.frozen

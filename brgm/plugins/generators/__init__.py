@@ -4,9 +4,10 @@ plugins."""
 from __future__ import annotations
 
 from brgm import hookimpl
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.generator import GeneratorSource
 from brgm.plugins.generators import demo, sources, stylegan3d
-from brgm.plugins.generators.checkpoints import READERS, CheckpointReader
+from brgm.plugins.generators.checkpoints import READERS
 
 
 @hookimpl

@@ -5,14 +5,16 @@ subject (Colin27), trained with ``brgm train`` (6 minutes on one GPU). Its weigh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from typing import ClassVar
 
 import attrs
 
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.errors import WeightsNotFoundError
 from brgm.core.generator import Generator, GeneratorSource
-from brgm.plugins.generators.checkpoints import load_checkpoint
+from brgm.plugins.generators.checkpoints import READERS, load_checkpoint
 
 #: the bundled assets, relative to the ``brgm`` package
 DEMO_DIR = "data/demo-brain64"
@@ -25,7 +27,7 @@ class DemoBrain64(GeneratorSource):
 
     name: ClassVar[str] = "demo-brain64"
 
-    def load(self) -> Generator:
+    def load(self, readers: Sequence[CheckpointReader] = READERS) -> Generator:
         weights = resources.files("brgm").joinpath(DEMO_DIR, WEIGHTS)
         if not weights.is_file():
             raise WeightsNotFoundError(
@@ -33,4 +35,4 @@ class DemoBrain64(GeneratorSource):
                 f"({weights}); reinstall brgm, whose package data includes brgm/{DEMO_DIR}/"
             )
         with resources.as_file(weights) as path:
-            return load_checkpoint(path)
+            return load_checkpoint(path, readers)

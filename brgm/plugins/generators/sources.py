@@ -7,16 +7,18 @@ are StyleGAN2 config-e, converted on load) and look it up with :func:`brgm.core.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
 
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.errors import CheckpointError, ConfigError
 from brgm.core.generator import Generator, GeneratorSource
 from brgm.core.io.weights import WeightsFile, find_weights
 from brgm.core.params import interval, one_of
-from brgm.plugins.generators.checkpoints import load_checkpoint, network_class
+from brgm.plugins.generators.checkpoints import READERS, load_checkpoint, network_class
 
 
 def _path(_instance: Any, attribute: attrs.Attribute[Any], value: Path | None) -> None:
@@ -36,8 +38,8 @@ class CheckpointFile(GeneratorSource):
     name: ClassVar[str] = "file"
     path: Path = attrs.field(converter=Path, validator=_path)
 
-    def load(self) -> Generator:
-        return load_checkpoint(self.path)
+    def load(self, readers: Sequence[CheckpointReader] = READERS) -> Generator:
+        return load_checkpoint(self.path, readers)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -72,7 +74,7 @@ class RandomStyleGAN2(GeneratorSource):
             },
         }
 
-    def load(self) -> Generator:
+    def load(self, readers: Sequence[CheckpointReader] = ()) -> Generator:
         G = network_class("stylegan2")(**self.init_kwargs(), seed=self.seed)
         return G.eval().requires_grad_(False)
 
@@ -88,9 +90,9 @@ class PublishedStyleGAN2(GeneratorSource):
         default=None, converter=attrs.converters.optional(Path), validator=_path
     )
 
-    def load(self) -> Generator:
+    def load(self, readers: Sequence[CheckpointReader] = READERS) -> Generator:
         path = find_weights(self.weights_file, self.weights)
-        G = load_checkpoint(path)
+        G = load_checkpoint(path, readers)
         if (G.img_resolution, G.img_channels) != (self.resolution, self.channels):
             raise CheckpointError(
                 f"{path}: a {G.img_resolution}² generator with {G.img_channels} channel(s), but {self.name!r} is "

@@ -15,16 +15,18 @@ step's peak by about a tenth; benchmarks/bench_memory3d.py measures both options
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
 
+from brgm.core.checkpoints import CheckpointReader
 from brgm.core.errors import CheckpointError, ConfigError
 from brgm.core.generator import Generator, GeneratorSource
 from brgm.core.io.weights import WeightsFile, find_weights
 from brgm.core.params import interval, one_of, to_tuple
-from brgm.plugins.generators.checkpoints import load_checkpoint, network_class
+from brgm.plugins.generators.checkpoints import READERS, load_checkpoint, network_class
 from brgm.plugins.generators.sources import _power_of_two
 from brgm.plugins.generators.stylegan2.generator import resolve_shape
 
@@ -117,7 +119,7 @@ class RandomStyleGAN3D(GeneratorSource):
             },
         }
 
-    def load(self) -> Generator:
+    def load(self, readers: Sequence[CheckpointReader] = ()) -> Generator:
         G = network_class("stylegan2")(**self.init_kwargs(), seed=self.seed)
         return G.eval().requires_grad_(False)
 
@@ -143,9 +145,9 @@ class StyleGAN3DBrain2mm(GeneratorSource):
     )
     weights: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
 
-    def load(self) -> Generator:
+    def load(self, readers: Sequence[CheckpointReader] = READERS) -> Generator:
         path = find_weights(self.weights_file, self.weights)
-        G = load_checkpoint(path)
+        G = load_checkpoint(path, readers)
         if (G.img_shape, G.img_channels) != (self.img_shape, 1):
             shape = "×".join(map(str, G.img_shape))
             raise CheckpointError(

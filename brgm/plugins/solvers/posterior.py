@@ -11,7 +11,7 @@ rejecting every proposal on masks: the draws were the MAP image repeated, with a
 Data consistency (:mod:`brgm.core.consistency`): when the problem's execution refines results
 (``solver.consistency``, ``auto`` for k-space and masks), every posterior draw is refined, and the mean and the
 standard deviation are those of the refined draws (``Result.generated`` is then the mean of the unrefined ones);
-:func:`~brgm.core.solver.reconstruct` leaves the mean as it is, so that it stays the mean of the samples.
+:func:`~brgm.core.reconstruct.reconstruct` leaves the mean as it is, so that it stays the mean of the samples.
 """
 
 from __future__ import annotations

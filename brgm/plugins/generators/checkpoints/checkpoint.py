@@ -13,9 +13,10 @@ format             content                                                     r
                    ``.safetensors``), as the PyTorch 3D ports save them
 =================  ==========================================================  ============================
 
-The file's first bytes choose its reader (a :class:`CheckpointReader`, registered through the
-``register_checkpoint_readers`` hook; brgm's own, one per container, are :data:`READERS`); the pickle and torch
-readers then tell the formats apart by the objects inside. Every reader yields NVIDIA's constructor kwargs and
+The file's first bytes choose its reader (a :class:`~brgm.core.checkpoints.CheckpointReader`, registered through
+the ``register_checkpoint_readers`` hook; brgm's own, one per container, are :data:`READERS`), among the readers
+the caller gives (the kernel gives every registered one); the pickle and torch readers then tell the formats apart
+by the objects inside. Every reader yields NVIDIA's constructor kwargs and
 state-dict keys, so one network class builds them all.
 Nothing is built from a checkpoint before its settings pass :mod:`.limits` and the network, built first on the
 ``meta`` device (no memory), has exactly the file's tensor names and shapes.
@@ -23,19 +24,19 @@ Nothing is built from a checkpoint before its settings pass :mod:`.limits` and t
 
 from __future__ import annotations
 
-import abc
 import argparse
 import importlib
 import math
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
 
-from brgm.core import plugins
+from brgm.core.checkpoints import HEAD_BYTES, Checkpoint, CheckpointReader
 from brgm.core.errors import CheckpointError, ConfigError, UnsafeCheckpointError, WeightsNotFoundError
 from brgm.core.generator import Generator
 from brgm.core.safe_torch import safe_torch_load
@@ -63,8 +64,6 @@ ARCHITECTURES: dict[str, str] = {
     "stylegan2": "brgm.plugins.generators.stylegan2:StyleGAN2Generator",
 }
 PathLike = str | os.PathLike[str]
-#: how many of a file's first bytes a reader's ``recognises`` is shown
-HEAD_BYTES = 64
 #: (format, test, converter) of the readers of unpickled and torch-loaded objects, in the order they are tried
 CONVERTERS = (
     ("nvidia", is_nvidia_pickle, convert_nvidia),
@@ -73,49 +72,6 @@ CONVERTERS = (
     ("rosinality", is_rosinality, convert_rosinality),
     ("state_dict", is_state_dict, convert_state_dict),
 )
-
-
-@attrs.frozen(kw_only=True)
-class Checkpoint:
-    """A generator checkpoint in brgm's terms.
-
-    Attributes:
-        source: the file it was read from.
-        format: ``"nvidia"``, ``"tensorflow"``, ``"rosinality"``, ``"brgm"`` or ``"state_dict"`` (or a plugin
-            reader's own).
-        architecture: a key of :data:`ARCHITECTURES`.
-        init_kwargs: the network's constructor keyword arguments (JSON values).
-        state_dict: the network's tensors by NVIDIA key name.
-    """
-
-    source: str
-    format: str
-    architecture: str
-    init_kwargs: dict[str, Any]
-    state_dict: dict[str, torch.Tensor]
-
-
-@attrs.frozen(kw_only=True)
-class CheckpointReader(abc.ABC):
-    """A kind of generator checkpoint file: how to recognise it from its first bytes and read it.
-
-    Attributes:
-        name: the registry name.
-        description: what it reads, one line (``brgm plugins``, and the list of what brgm reads in messages).
-    """
-
-    name: str
-    description: str
-
-    @abc.abstractmethod
-    def recognises(self, path: Path, head: bytes) -> bool:
-        """Whether ``path``, whose first :data:`HEAD_BYTES` bytes (fewer in a short file) are ``head``, is
-        this reader's to read."""
-
-    @abc.abstractmethod
-    def read(self, path: Path) -> Checkpoint:
-        """The checkpoint in ``path``; a :class:`~brgm.core.errors.CheckpointError` when it cannot be read
-        (nothing in the file may be executed)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -186,32 +142,27 @@ READERS = (
 )
 
 
-def readers() -> list[CheckpointReader]:
-    """The registered checkpoint readers, in registration order (brgm's own first)."""
-    return [c.obj for c in plugins.registry().registered("checkpoint_reader")]
+def _accepted(readers: Sequence[CheckpointReader]) -> str:
+    return "; ".join(reader.description for reader in readers)
 
 
-def _accepted() -> str:
-    return "; ".join(reader.description for reader in readers())
-
-
-def read_checkpoint(path: PathLike) -> Checkpoint:
-    """The configuration and tensors of the generator in ``path``, read by the first registered reader that
-    recognises its first bytes (any format in the table above, or a plugin's)."""
+def read_checkpoint(path: PathLike, readers: Sequence[CheckpointReader] = READERS) -> Checkpoint:
+    """The configuration and tensors of the generator in ``path``, read by the first of ``readers`` that
+    recognises its first bytes (brgm's own by default: any format in the table above)."""
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"checkpoint file {str(path)!r} does not exist")
     if not path.is_file():
-        raise CheckpointError(f"{path}: not a file; brgm reads {_accepted()}")
+        raise CheckpointError(f"{path}: not a file; brgm reads {_accepted(readers)}")
     with open(path, "rb") as f:
         head = f.read(HEAD_BYTES)
     if not head:
         raise CheckpointError(f"{path}: the file is empty")
-    for reader in readers():
+    for reader in readers:
         if reader.recognises(path, head):
             return reader.read(path)
     raise CheckpointError(
-        f"{path}: not a checkpoint brgm knows (it starts with {head[:8]!r}); brgm reads {_accepted()}"
+        f"{path}: not a checkpoint brgm knows (it starts with {head[:8]!r}); brgm reads {_accepted(readers)}"
     )
 
 
@@ -248,7 +199,7 @@ def _convert(obj: Any, path: Path) -> Checkpoint:
         if isinstance(obj, dict)
         else f"a {type(obj).__name__}"
     )
-    raise CheckpointError(f"{path}: holds {held}, not a generator; brgm reads {_accepted()}")
+    raise CheckpointError(f"{path}: holds {held}, not a generator; brgm reads {_accepted(READERS)}")
 
 
 def _torch_load(path: Path) -> Any:
@@ -351,9 +302,10 @@ def _check_fit(checkpoint: Checkpoint, expected: dict[str, tuple[int, ...]]) -> 
         raise CheckpointError(f"{_misfit(checkpoint)} ({'; '.join(brief_keys(problems, width=120))})")
 
 
-def load_checkpoint(path: PathLike) -> Generator:
-    """The generator stored in ``path``, in any format :func:`read_checkpoint` reads."""
-    return build_generator(read_checkpoint(path))
+def load_checkpoint(path: PathLike, readers: Sequence[CheckpointReader] = READERS) -> Generator:
+    """The generator stored in ``path``, read by the first of ``readers`` that recognises it
+    (:func:`read_checkpoint`)."""
+    return build_generator(read_checkpoint(path, readers))
 
 
 def save_generator(G: Generator, path: PathLike) -> Path:
