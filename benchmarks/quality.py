@@ -65,11 +65,6 @@ from brgm.core.problem import Problem
 from brgm.core.solver import Progress
 from brgm.plugins.priors.deviation import DeviationPrior
 
-try:
-    from deepinv.physics import LinearPhysics
-except ImportError as err:  # pragma: no cover - depends on the environment
-    raise SystemExit(f"benchmarks/quality.py needs deepinv: pip install -e '.[bench]' ({err})") from err
-
 #: the default noise levels: noiseless and Gaussian σ = 0.02 (k-space: per real and imaginary part)
 NOISE_LEVELS = (0.0, 0.02)
 BLUR_SIGMA = 2.0
@@ -178,10 +173,16 @@ def generator_samples(generator: str, count: int, device: torch.device) -> tuple
 # ------------------------------------------------------------------------------------ total variation
 
 
-def as_physics(op: Any) -> LinearPhysics:
+def as_physics(op: Any) -> Any:
     """The linear forward model ``op`` as a deepinv ``LinearPhysics`` (``A = op.forward``, ``A_adjoint =
     op.adjoint``). Complex k-space goes to deepinv as real tensors ``[..., 2]`` (``torch.view_as_real``): under
-    the real inner product the adjoint of that map is exactly ``op.adjoint`` (``Re F⁻¹(M·y)``)."""
+    the real inner product the adjoint of that map is exactly ``op.adjoint`` (``Re F⁻¹(M·y)``).
+
+    deepinv is imported here, not at the top, so that ``--help`` works without the ``bench`` extra."""
+    try:
+        from deepinv.physics import LinearPhysics
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise SystemExit(f"benchmarks/quality.py needs deepinv: pip install -e '.[bench]' ({err})") from err
     if not op.complex_output:
         return LinearPhysics(A=op.forward, A_adjoint=op.adjoint)
     return LinearPhysics(
@@ -194,7 +195,7 @@ def as_physics_measurement(op: Any, y: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(y) if op.complex_output else y
 
 
-def checked_adjoint_error(physics: LinearPhysics, x: torch.Tensor) -> float:
+def checked_adjoint_error(physics: Any, x: torch.Tensor) -> float:
     """deepinv's relative adjointness error of ``physics`` at images like ``x``; raises if above tolerance."""
     error = float(physics.adjointness_test(x, num_samples=4))
     if error > ADJOINT_TOLERANCE:
