@@ -21,7 +21,13 @@ draws are independent). Pushing the Gaussian draws through the generator itself 
 tried on ``demo-brain64`` and fails: the latent directions the data leave open have the prior's width, over which
 the generator is far from linear (the energy of those images rose by ~10⁵).
 
-Cost: the Jacobian takes ``P / chunk`` batched forward-mode passes; it is held in memory (``P·pixels`` floats,
+``groups`` restricts the posterior to shifts of ``w`` shared by contiguous groups of layers, ``w = w* + δ·B``
+(``B [groups·w_dim, P]``): ``groups·w_dim`` Jacobian columns instead of ``P = num_ws·w_dim``, the other
+directions held at the MAP. It is cheaper by ``num_ws / groups`` and less spread: on images drawn from
+``demo-brain64`` (k-space ×4, σ = 0.02, brain pixels, 8 items) the 90 % interval covered 72–87 % with 5 groups
+and 41–64 % with 2, against the nominal coverage of all of W+ (the default, ``groups=0``).
+
+Cost: the Jacobian takes ``D / chunk`` batched forward-mode passes (``D`` the directions); it is held in memory (``P·pixels`` floats,
 refused above :data:`MAX_JACOBIAN` entries: use ``solver=langevin`` for large volumes).
 """
 
@@ -58,6 +64,10 @@ class LaplaceSolver(Solver):
     map_lr: float = attrs.field(default=0.1, converter=float, validator=interval(0, open_lo=True))
     #: latent directions differentiated at once (memory against speed)
     chunk: int = attrs.field(default=128, converter=int, validator=interval(1, 1_000_000))
+    #: the latent directions the posterior spans: the W+ layers split into ``groups`` contiguous groups, each
+    #: shifted by its own ``w_dim`` vector (``groups·w_dim`` directions; 1: the generator's own W space; 0: every
+    #: layer its own group, all of W+)
+    groups: int = attrs.field(default=0, converter=int, validator=interval(0, 1_000))
 
     def divergence_advice(self) -> str:
         return f"try a smaller solver.map_lr (now {self.map_lr:g})"
@@ -113,7 +123,7 @@ class LaplaceSolver(Solver):
         with torch.no_grad():
             x0, pred0 = render(w)
         grad_data = torch.func.grad(data)
-        basis = torch.eye(w.numel(), device=w.device, dtype=w.dtype)
+        basis = self._basis(problem, w)
         images, predictions, curvatures = [], [], []
         for directions in basis.split(self.chunk):
 
@@ -126,32 +136,44 @@ class LaplaceSolver(Solver):
             images.append(dx)
             predictions.append(dy)
             curvatures.append(curved)
-        jac = torch.cat(images)  # [P, pixels]: row k is J e_k
+        jac = torch.cat(images)  # [D, pixels]: row k is J·basis[k]
         gauss_newton = torch.cat(predictions).double() @ torch.cat(curvatures).double().T  # J_yᵀ ∇²ℓ J_y
-        hessian = gauss_newton + self._prior_hessian(problem, latents, w)
+        hessian = gauss_newton + self._prior_hessian(problem, latents, w, basis)
         hessian = 0.5 * (hessian + hessian.T)
         cholesky = torch.linalg.cholesky(hessian)
-        xi = torch.randn(w.numel(), self.samples, generator=gen, device=w.device, dtype=torch.float64)
-        delta = torch.linalg.solve_triangular(cholesky.T, xi, upper=True).T  # [S, P], covariance H⁻¹
+        xi = torch.randn(len(basis), self.samples, generator=gen, device=w.device, dtype=torch.float64)
+        delta = torch.linalg.solve_triangular(cholesky.T, xi, upper=True).T  # [S, D], covariance H⁻¹
         return (
             (x0.flatten().double() + delta @ jac.double()).float().reshape(self.samples, *problem.image_shape)
         )
 
+    def _basis(self, problem: Problem, w: torch.Tensor) -> torch.Tensor:
+        """``[D, P]``: the latent directions the posterior spans (rows), see :attr:`directions`."""
+        G = problem.generator
+        groups = G.num_ws if self.groups == 0 else min(self.groups, G.num_ws)
+        member = torch.arange(G.num_ws, device=w.device) * groups // G.num_ws  # [num_ws]: each layer's group
+        onehot = (member[None] == torch.arange(groups, device=w.device)[:, None]).to(
+            w.dtype
+        )  # [groups, num_ws]
+        eye = torch.eye(G.w_dim, device=w.device, dtype=w.dtype)
+        return torch.einsum("gl,cd->gcld", onehot, eye).reshape(groups * G.w_dim, G.num_ws * G.w_dim)
+
     @staticmethod
     def _prior_hessian(
-        problem: Problem, latents: Callable[[torch.Tensor], Latents], w: torch.Tensor
+        problem: Problem, latents: Callable[[torch.Tensor], Latents], w: torch.Tensor, basis: torch.Tensor
     ) -> torch.Tensor:
-        """The exact Hessian ``[P, P]`` (float64) of the priors that depend on the latents alone."""
+        """The exact Hessian ``[D, D]`` (float64) along ``basis [D, P]`` of the priors that depend on the latents
+        alone."""
 
-        def energy(v: torch.Tensor) -> torch.Tensor:
-            lat = latents(v)
-            total = torch.zeros((), dtype=v.dtype, device=v.device)
+        def energy(delta: torch.Tensor) -> torch.Tensor:
+            lat = latents(w + delta @ basis)
+            total = torch.zeros((), dtype=w.dtype, device=w.device)
             for prior in problem.priors:
                 if not prior.uses_image and not prior.needs_deviation and not prior.needs_noise:
                     total = total + prior.weight * prior.energy(lat).sum()
             return total
 
-        return torch.func.hessian(energy)(w).double()
+        return torch.func.hessian(energy)(torch.zeros(len(basis), dtype=w.dtype, device=w.device)).double()
 
 
 def _flat_real(t: torch.Tensor) -> torch.Tensor:
