@@ -1,4 +1,5 @@
-"""The ``brgm`` command line: ``compose``, ``merge``, ``plugins``, ``simulate``, ``weights``, ``train``.
+"""The ``brgm`` command line: ``compose``, ``calibrate``, ``merge``, ``plugins``, ``simulate``, ``weights``,
+``train``.
 
 Configuration errors (unknown names, keys or bad values) exit with status 2 and a one-line message.
 """
@@ -12,12 +13,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from brgm.cli.calibrate import calibrate
 from brgm.cli.console import console, fail
 from brgm.cli.simulate import simulate
 from brgm.cli.train import train
 from brgm.cli.weights import app as weights_app
 from brgm.core.claims import LEASE
 from brgm.core.errors import BrgmError
+from brgm.core.io.calibrations import CHOICES
 
 app = typer.Typer(
     name="brgm",
@@ -125,6 +128,14 @@ def compose(
             "taken over (a run on another machine that died).",
         ),
     ] = LEASE,
+    calibration: Annotated[
+        str,
+        typer.Option(
+            help="A sampler's std: auto (calibrated with the generator's shipped calibration when it holds one "
+            "for this configuration, else raw, and the log says so), none (raw), or a file written by brgm "
+            "calibrate.",
+        ),
+    ] = "auto",
 ) -> None:
     """Compose a generator, a forward model, likelihoods and priors, and reconstruct the input(s).
 
@@ -144,6 +155,8 @@ def compose(
             raise fail(f"--input-kind must be auto, image or measurement, got {input_kind!r}")
         resolve_device(device)
         check_seed(seed, "--seed")
+        if calibration not in CHOICES and not Path(calibration).is_file():
+            raise fail(f"--calibration must be auto, none or a calibration file, got {calibration!r}")
         if dry_run:
             typer.echo(json.dumps(resolved.describe(), indent=2))
             return
@@ -151,7 +164,7 @@ def compose(
             raise fail("--input is required (a measurement or clean image, a directory, or several --input)")
         if launch is not None:
             options = {"--out": out, "--truth": truth, "--input-kind": input_kind, "--steps": steps}
-            options |= {"--seed": seed, "--device": device, "--lease": lease}
+            options |= {"--seed": seed, "--device": device, "--lease": lease, "--calibration": calibration}
             arguments = [*(overrides or []), *(arg for path in inputs for arg in ("--input", str(path)))]
             arguments += [
                 arg for name, value in options.items() if value is not None for arg in (name, str(value))
@@ -169,6 +182,7 @@ def compose(
             strict=strict,
             overwrite=overwrite,
             lease=lease,
+            calibration=calibration,
         )
     except BrgmError as err:
         raise fail(str(err)) from None
@@ -190,6 +204,7 @@ def merge(out: Annotated[Path, typer.Argument(help="The output directory of a ru
         raise typer.Exit(code)
 
 
+app.command()(calibrate)
 app.command()(simulate)
 app.add_typer(weights_app, name="weights")
 app.command()(train)

@@ -17,6 +17,8 @@ from brgm.core import distributed, pipeline
 from brgm.core.claims import LEASE
 from brgm.core.compose import compose_resolved, resolve_device
 from brgm.core.config import Resolved
+from brgm.core.generator import GeneratorSource
+from brgm.core.io.calibrations import choose
 from brgm.core.solver import Progress as StepProgress
 
 
@@ -80,13 +82,24 @@ def run_compose(
     strict: bool = False,
     overwrite: bool = False,
     lease: float = LEASE,
+    calibration: str = "auto",
 ) -> int:
-    """Reconstruct every input into ``out`` (this process's shard under torchrun or a Slurm job array); returns
-    the exit status (see :meth:`RunSummary.exit_status`; a rank other than 0 leaves failures to rank 0)."""
+    """Reconstruct every input into ``out`` (this process's shard under torchrun or a Slurm job array), a
+    sampler's std calibrated as ``calibration`` says (:func:`brgm.core.io.calibrations.choose`); returns the exit
+    status (see :meth:`RunSummary.exit_status`; a rank other than 0 leaves failures to rank 0)."""
     workers = distributed.from_environment()
     dev = distributed.rank_device(resolve_device(device), workers)
     with distributed.joined(workers, dev):
         problem = compose_resolved(resolved, device=str(dev))
+        source = resolved.generator
+        applied, note = choose(
+            calibration,
+            source.calibration_file() if isinstance(source, GeneratorSource) else None,
+            problem.config,
+            samples=problem.solver.samples_posterior,
+        )
+        if note and workers.lead:
+            err_console.print(note, highlight=False, soft_wrap=True)
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -105,6 +118,8 @@ def run_compose(
                 reporter=RichReporter(progress),
                 workers=workers,
                 lease=lease,
+                calibration=applied,
+                calibration_note=note,
             )
     who = f"worker {workers.label}: " if workers.count > 1 else ""
     parts = [f"{who}wrote {len(summary.solved)} reconstruction(s) to {out}"]

@@ -16,6 +16,8 @@ coordinate of every item).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 
@@ -150,13 +152,18 @@ def foreground(truth: torch.Tensor) -> torch.Tensor:
 
 
 def calibration_metrics(
-    mean: torch.Tensor, std: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor | None = None
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    truth: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    factors: Mapping[str, float] | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """How honest a posterior std is against the truth, ``{"foreground": {...}, "all": {...}}``: per region, the
-    coverage of the central 90 % and 50 % Gaussian intervals (``coverage90``, ``coverage50``), Spearman(std,
-    |mean − truth|) (None where either is constant) and the region's share of the pixels. The foreground is
-    ``mask`` or, by default, :func:`foreground` of the truth: the background, where error and std are both 0,
-    would otherwise lift the figures of every map."""
+    coverage of the central 90 % and 50 % Gaussian intervals (``coverage90``, ``coverage50``; each with the std
+    times ``factors["90"]``, ``factors["50"]`` when given), Spearman(std, |mean − truth|) (None where either is
+    constant) and the region's share of the pixels. The foreground is ``mask`` or, by default,
+    :func:`foreground` of the truth: the background, where error and std are both 0, would otherwise lift the
+    figures of every map."""
     regions = {
         "foreground": foreground(truth) if mask is None else mask.bool(),
         "all": torch.ones_like(truth, dtype=torch.bool),
@@ -168,7 +175,8 @@ def calibration_metrics(
         if region.any():
             m, s, t = mean[region], std[region], truth[region]
             for level in COVERAGE_LEVELS:
-                row[f"coverage{round(level * 100)}"] = coverage(m, s, t, level)
+                k = 1.0 if factors is None else factors[str(round(level * 100))]
+                row[f"coverage{round(level * 100)}"] = coverage(m, k * s, t, level)
             rho = spearman(s, error[region])
             row["spearman"] = None if rho != rho else rho
         metrics[name] = row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -149,3 +150,8 @@ class GeneratorSource:
         a checkpoint file tries ``readers`` on it in turn: the kernel passes every registered
         :class:`~brgm.core.checkpoints.CheckpointReader` (brgm's own first); other sources ignore them."""
         raise NotImplementedError
+
+    def calibration_file(self) -> Path | None:
+        """The calibration file shipped with these weights (:mod:`brgm.core.calibration`), which ``compose``
+        applies by default to a configuration it holds a calibration for; None when there is none."""
+        return None

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from brgm.core import io
+from brgm.core.calibration import Calibration
 from brgm.core.claims import LEASE, Claims, locked
 from brgm.core.distributed import Workers
 from brgm.core.errors import BrgmError, ConfigError, DivergenceWarning, ShapeError
@@ -152,6 +153,8 @@ def run(
     reporter: Reporter | None = None,
     workers: Workers | None = None,
     lease: float = LEASE,
+    calibration: Calibration | None = None,
+    calibration_note: str = "",
 ) -> RunSummary:
     """Reconstruct every input of ``inputs`` into ``out`` (see the module docstring).
 
@@ -170,6 +173,8 @@ def run(
             :mod:`brgm.core.distributed`.
         lease: seconds after which another run's claim that was not kept fresh is taken over
             (:mod:`brgm.core.claims`).
+        calibration: factors on a sampler's std (:func:`brgm.core.io.calibrations.choose`), or None for the raw std;
+            ``config.json`` records it, or ``calibration_note`` (why there is none), and so does every item.
     """
     if input_kind not in INPUT_KINDS:
         raise ConfigError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
@@ -178,6 +183,10 @@ def run(
     workers = workers or Workers()
     out = _output_directory(Path(out))
     config = {**problem.config, "seed": seed, "input_kind": input_kind, "truth": truth and str(truth)}
+    if calibration is not None or calibration_note:
+        config["calibration"] = {"note": calibration_note} | (
+            {} if calibration is None else calibration.describe()
+        )
     if "device" in config:  # its kind: the ranks of one run use cuda:0, cuda:1, ... (said in the records)
         config["device"] = problem.device.type
     digest = config_hash(config)
@@ -227,7 +236,7 @@ def run(
         reporter.item(record)
 
     def flush(group: list[Prepared]) -> None:
-        for record in _solve_and_write(problem, group, out, digest, reporter):
+        for record in _solve_and_write(problem, group, out, digest, reporter, calibration, calibration_note):
             publish(record)
             if record["status"] == "done":
                 solved.append(record["key"])
@@ -533,7 +542,13 @@ def prepare(source: Source, problem: Problem, input_kind: str, seed: int) -> Pre
 
 
 def _solve_and_write(
-    problem: Problem, batch: list[Prepared], out: Path, digest: str, reporter: Reporter
+    problem: Problem,
+    batch: list[Prepared],
+    out: Path,
+    digest: str,
+    reporter: Reporter,
+    calibration: Calibration | None = None,
+    calibration_note: str = "",
 ) -> Iterable[dict[str, Any]]:
     """Reconstruct ``batch`` together and yield each item's record once its files are written."""
     y = torch.cat([item.measurement for item in batch])
@@ -551,11 +566,21 @@ def _solve_and_write(
         return
     solve_seconds = (time.perf_counter() - start) / len(batch)
     for index, item in enumerate(batch):
-        yield _write_item(problem, result, index, item, out, digest, solve_seconds)
+        yield _write_item(
+            problem, result, index, item, out, digest, solve_seconds, calibration, calibration_note
+        )
 
 
 def _write_item(
-    problem: Problem, result: Result, index: int, item: Prepared, out: Path, digest: str, solve_seconds: float
+    problem: Problem,
+    result: Result,
+    index: int,
+    item: Prepared,
+    out: Path,
+    digest: str,
+    solve_seconds: float,
+    calibration: Calibration | None,
+    calibration_note: str,
 ) -> dict[str, Any]:
     start = time.perf_counter()
     fields: dict[str, Any] = {"seed": item.seed, "notes": item.notes}
@@ -569,10 +594,13 @@ def _write_item(
             index=index,
             meta=item.meta,
             truth=item.truth,
+            calibration=calibration,
         )
     except Exception as err:  # a file that cannot be written fails this item only
         return _record(item, digest, status="failed", stage="write", error=_error_text(err), **fields)
     metrics: dict[str, Any] = {**written.metrics, "noise": _noise(problem, result, index, item.measurement)}
+    if "uncertainty" in metrics and calibration_note:
+        metrics["uncertainty"]["calibration_note"] = calibration_note
     if result.diverged[index]:
         total = result.history["total"][:, index]
         metrics["diverged"] = True

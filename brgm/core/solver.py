@@ -106,6 +106,8 @@ class Solver:
     through the ``register_solvers`` hook."""
 
     name: ClassVar[str] = ""
+    #: whether its results carry a posterior std (``Result.std``): a sampler, whose std can be calibrated
+    samples_posterior: ClassVar[bool] = False
 
     def solve(
         self, problem: Problem, y: torch.Tensor, *, seeds: Sequence[int], progress: Progress | None = None

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from brgm.core import io, metrics
+from brgm.core.calibration import Calibration
 from brgm.core.diagnostics import calibration_metrics
 from brgm.core.io import figures
 from brgm.core.io.files import atomic_path
@@ -57,15 +58,24 @@ def _save_array(path: Path, array: np.ndarray) -> Path:
 
 
 def posterior_outputs(
-    out: Path, name: str, result: Result, index: int, meta: io.Meta, truth: torch.Tensor | None
+    out: Path,
+    name: str,
+    result: Result,
+    index: int,
+    meta: io.Meta,
+    truth: torch.Tensor | None,
+    calibration: Calibration | None = None,
 ) -> tuple[list[Path], dict[str, object]]:
     """A sampler's files for item ``index`` (see :func:`write_outputs`) and its ``"uncertainty"`` metrics: the
-    mean and largest std (intensities in [0, 1]), the number of samples; when the truth is known, the coverage of
-    the central 90 % and 50 % Gaussian intervals ``mean ± z·std`` and Spearman(std, |mean − truth|) over the
-    foreground and over all pixels (:func:`~brgm.core.diagnostics.calibration_metrics`); the sampler's
-    diagnostics (``rhat``, ``ess``, the final ``elbo``) when its history has them (None for NaN), and
-    ``collapsed`` (the draws were all one image)."""
-    mean, std, samples = result.image[index], result.std[index], result.samples[:, index]
+    mean and largest std (intensities in [0, 1]; the calibrated std when there is a ``calibration``), the number
+    of samples; when the truth is known, the coverage of the central 90 % and 50 % Gaussian intervals
+    ``mean ± z·std`` and Spearman(std, |mean − truth|) of the raw std over the foreground and over all pixels
+    (:func:`~brgm.core.diagnostics.calibration_metrics`), and the same with each level's factor under
+    ``"calibrated"``; ``"calibration"`` (its factors and file, or None); the sampler's diagnostics (``rhat``,
+    ``ess``, the final ``elbo``) when its history has them (None for NaN), and ``collapsed`` (the draws were all
+    one image)."""
+    mean, raw, samples = result.image[index], result.std[index], result.samples[:, index]
+    std = raw if calibration is None else raw * calibration.std_factor
     ext = io.output_suffix(meta)
     intensity = meta.intensity or AS_STORED
     # a standard deviation has the window's scale but no offset (and no inversion)
@@ -76,18 +86,25 @@ def posterior_outputs(
             io.save(out / f"{name}_mean{ext}", mean, meta),
             io.save(out / f"{name}_std{ext}", std, attrs.evolve(meta, intensity=spread)),
         ]
+        if calibration is not None:
+            files.append(io.save(out / f"{name}_std_raw{ext}", raw, attrs.evolve(meta, intensity=spread)))
     files += [
         _save_array(out / f"{name}_mean.npy", intensity.from_unit(mean.numpy())),
         _save_array(out / f"{name}_std.npy", spread.from_unit(std.numpy())),
         _save_array(out / f"{name}_samples.npy", intensity.from_unit(samples.numpy())),
     ]
+    if calibration is not None:
+        files.append(_save_array(out / f"{name}_std_raw.npy", spread.from_unit(raw.numpy())))
     uncertainty: dict[str, object] = {
         "mean_std": float(std.mean()),
         "max_std": float(std.max()),
         "samples": float(len(samples)),
+        "calibration": None if calibration is None else calibration.describe(),
     }
     if truth is not None:
-        uncertainty |= calibration_metrics(mean, std, truth)
+        uncertainty |= calibration_metrics(mean, raw, truth)
+        if calibration is not None:
+            uncertainty["calibrated"] = calibration_metrics(mean, raw, truth, factors=calibration.factors)
     for key in ("rhat", "ess", "elbo"):
         if key in result.history:
             value = float(result.history[key][-1, index])
@@ -126,6 +143,7 @@ def write_outputs(
     index: int,
     meta: io.Meta,
     truth: torch.Tensor | None = None,
+    calibration: Calibration | None = None,
 ) -> Outputs:
     """Write the outputs of item ``index`` of ``result`` into ``out_dir`` and return its metrics.
 
@@ -148,7 +166,9 @@ def write_outputs(
       scale, so it overlays the input; an 8-bit format rounds it to 1/255), float32 arrays in the input's
       intensity units ``{name}_mean.npy``, ``{name}_std.npy`` ``[C, *spatial]`` and ``{name}_samples.npy``
       ``[S, C, *spatial]``, and ``{name}_uncertainty.png`` (see
-      :func:`brgm.core.io.figures.uncertainty_figure`).
+      :func:`brgm.core.io.figures.uncertainty_figure`); with a ``calibration``, ``_std`` is the calibrated std
+      (the raw one times the 90 % factor, so ``mean ± 1.645·std`` is the calibrated 90 % interval) and
+      ``{name}_std_raw.EXT`` / ``.npy`` the sampler's own.
 
     Args:
         out_dir: the run's output directory (created if needed).
@@ -161,6 +181,7 @@ def write_outputs(
             or the measurement's when the input was a measurement.
         truth: the ground truth ``[C, *spatial]`` (or ``[1, C, *spatial]``, or the batch) on the generator's
             grid, in [0, 1]; enables the metrics and the truth and error columns.
+        calibration: factors on a sampler's std (:mod:`brgm.core.calibration`), or None for the raw std.
 
     Returns:
         The files written and the metrics against ``truth`` (see :class:`Outputs`). Every file is written
@@ -213,7 +234,7 @@ def write_outputs(
     files.append(figures.energy_figure(out / f"{name}_energy.png", result.history, index))
     if result.std is not None and result.samples is not None:
         target = None if truth is None else _item(truth.detach().cpu(), index, recon.ndim).to(recon.dtype)
-        posterior_files, uncertainty = posterior_outputs(out, name, result, index, meta, target)
+        posterior_files, uncertainty = posterior_outputs(out, name, result, index, meta, target, calibration)
         files += posterior_files
         metrics["uncertainty"] = uncertainty
     return Outputs(files=files, metrics=metrics)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 from typing import ClassVar
 
 import attrs
@@ -19,6 +20,8 @@ from brgm.plugins.generators.checkpoints import READERS, load_checkpoint
 #: the bundled assets, relative to the ``brgm`` package
 DEMO_DIR = "data/demo-brain64"
 WEIGHTS = "generator.safetensors"
+#: split-conformal factors on the samplers' std, fitted on training slices with ``brgm calibrate``
+CALIBRATION = "calibration.json"
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -36,3 +39,7 @@ class DemoBrain64(GeneratorSource):
             )
         with resources.as_file(weights) as path:
             return load_checkpoint(path, readers)
+
+    def calibration_file(self) -> Path | None:
+        path = Path(str(resources.files("brgm").joinpath(DEMO_DIR, CALIBRATION)))
+        return path if path.is_file() else None

@@ -43,6 +43,7 @@ class LangevinSolver(Solver):
     """Posterior sampling: preconditioned Metropolis-adjusted Langevin chains started from the MAP solution."""
 
     name: ClassVar[str] = "langevin"
+    samples_posterior: ClassVar[bool] = True
     #: Langevin steps of every chain, warm-up included (300: 16 draws cost under 3× the default MAP solve on a CPU,
     #: benchmarks/bench_sampling.py)
     steps: int = attrs.field(default=300, converter=int, validator=interval(8, 1_000_000))

@@ -57,6 +57,7 @@ class LaplaceSolver(Solver):
     """Posterior draws of the generator linearised at the MAP solution, under the Gauss–Newton Laplace posterior."""
 
     name: ClassVar[str] = "laplace"
+    samples_posterior: ClassVar[bool] = True
     #: posterior draws per item; the mean and std are theirs
     samples: int = attrs.field(default=16, converter=int, validator=interval(2, 100_000))
     #: steps of the MAP solve the approximation is centred on, and its learning rate

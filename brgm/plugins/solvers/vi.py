@@ -91,6 +91,7 @@ class VISolver(Solver):
     """Posterior approximation: a Gaussian (mean-field or low-rank plus diagonal) over the latents, ELBO by Adam."""
 
     name: ClassVar[str] = "vi"
+    samples_posterior: ClassVar[bool] = True
     steps: int = attrs.field(default=200, converter=int, validator=interval(1, 1_000_000))
     lr: float = attrs.field(default=0.05, converter=float, validator=interval(0, open_lo=True))
     #: Monte-Carlo draws per step (antithetic pairs)
