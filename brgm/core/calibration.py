@@ -98,16 +98,8 @@ class Calibration:
         calibrated 90 % interval."""
         return self.factors["90"]
 
-    def describe(self) -> dict[str, Any]:
-        """What ``config.json`` and ``metrics.json`` record of it."""
-        return {
-            "factors": self.factors,
-            "pairs": self.pairs,
-            "fitted_on": self.fitted_on,
-            "file": self.source,
-        }
-
     def entry(self) -> dict[str, Any]:
+        """Its entry in a calibration file."""
         return {
             "key": self.key,
             "factors": self.factors,
@@ -115,6 +107,10 @@ class Calibration:
             "pixels": self.pixels,
             "fitted_on": self.fitted_on,
         }
+
+    def describe(self) -> dict[str, Any]:
+        """What ``config.json`` and ``metrics.json`` record of it: its entry without the key, and its file."""
+        return {k: v for k, v in self.entry().items() if k != "key"} | {"file": self.source}
 
 
 def fit(
