@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import brgm
 from brgm.cli.app import app
 from brgm.core import calibration
-from brgm.core.diagnostics import calibration_metrics, coverage
+from brgm.core.diagnostics import calibration_metrics, coverage, level_name
 from brgm.core.errors import ConfigError
 from brgm.core.io import calibrations
 from brgm.core.plugins import registry
@@ -52,7 +52,7 @@ def test_the_fitted_factor_covers_at_least_the_level_of_its_own_pixels(
     std = 0.01 + torch.rand(truth.shape, generator=gen, dtype=torch.float64) * 0.05
     mean = truth + std * torch.randn(truth.shape, generator=gen, dtype=torch.float64) * 3
     fitted = calibration.fit(mean, std, truth, {}, levels=(level,))
-    k = fitted.factors[calibration.level_name(level)]
+    k = fitted.factors[level_name(level)]
     # exactly the conformal rank's share: the pixel at the rank is inside despite rounding, the next is not
     assert coverage(mean, k * std, truth, level) == min(n, math.ceil((n + 1) * level)) / n
 
@@ -204,6 +204,14 @@ def test_brgm_calibrate_then_compose_applies_it_and_writes_raw_and_calibrated_st
     assert uncertainty["calibration"]["file"] == str(cal)
     assert uncertainty["calibrated"]["foreground"]["coverage90"] >= uncertainty["foreground"]["coverage90"]
     assert json.loads((out / "config.json").read_text())["calibration"]["factors"] == entry.factors
+
+    # the same calibration installed elsewhere (another machine sharing --out) is the same run: resumed, not refused
+    moved = tmp_path / "elsewhere" / "cal.json"
+    moved.parent.mkdir()
+    moved.write_bytes(cal.read_bytes())
+    result = runner.invoke(app, [*args, "--calibration", str(moved)])
+    assert result.exit_code == 0, result.output
+    assert "1 already done" in " ".join(result.output.split())
 
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "auto")])  # tiny ships no calibration
     assert result.exit_code == 0, result.output

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import torch
 
-from brgm.core.diagnostics import COVERAGE_LEVELS, foreground
+from brgm.core.diagnostics import COVERAGE_LEVELS, foreground, level_name
 from brgm.core.errors import ConfigError
 
 #: the configuration groups a calibration is keyed by (execution, device and seeds do not change the posterior)
@@ -43,11 +43,6 @@ def configuration_key(config: Mapping[str, Any]) -> dict[str, Any]:
         return component
 
     return json.loads(json.dumps({group: strip(config.get(group)) for group in KEY_GROUPS}))
-
-
-def level_name(level: float) -> str:
-    """``0.9`` -> ``"90"``: how a level keys :attr:`Calibration.factors`."""
-    return str(round(level * 100))
 
 
 def _z(level: float) -> float:

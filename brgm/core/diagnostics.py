@@ -146,6 +146,11 @@ FOREGROUND = 0.02
 COVERAGE_LEVELS = (0.9, 0.5)
 
 
+def level_name(level: float) -> str:
+    """``0.9`` -> ``"90"``: how a level names its coverage (``coverage90``) and keys a calibration's factors."""
+    return str(round(level * 100))
+
+
 def foreground(truth: torch.Tensor) -> torch.Tensor:
     """The foreground of an intensity image in [0, 1]: the entries of ``truth`` above :data:`FOREGROUND`."""
     return truth > FOREGROUND
@@ -175,8 +180,8 @@ def calibration_metrics(
         if region.any():
             m, s, t = mean[region], std[region], truth[region]
             for level in COVERAGE_LEVELS:
-                k = 1.0 if factors is None else factors[str(round(level * 100))]
-                row[f"coverage{round(level * 100)}"] = coverage(m, k * s, t, level)
+                k = 1.0 if factors is None else factors[level_name(level)]
+                row[f"coverage{level_name(level)}"] = coverage(m, k * s, t, level)
             rho = spearman(s, error[region])
             row["spearman"] = None if rho != rho else rho
         metrics[name] = row

@@ -174,7 +174,8 @@ def run(
         lease: seconds after which another run's claim that was not kept fresh is taken over
             (:mod:`brgm.core.claims`).
         calibration: factors on a sampler's std (:func:`brgm.core.io.calibrations.choose`), or None for the raw std;
-            ``config.json`` records it, or ``calibration_note`` (why there is none), and so does every item.
+            ``config.json`` records it (its factors and pairs, not its path: the same file installed elsewhere is
+            the same run) or ``calibration_note`` (why there is none); every item's metrics record both.
     """
     if input_kind not in INPUT_KINDS:
         raise ConfigError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
@@ -183,10 +184,10 @@ def run(
     workers = workers or Workers()
     out = _output_directory(Path(out))
     config = {**problem.config, "seed": seed, "input_kind": input_kind, "truth": truth and str(truth)}
-    if calibration is not None or calibration_note:
-        config["calibration"] = {"note": calibration_note} | (
-            {} if calibration is None else calibration.describe()
-        )
+    if calibration is not None:  # what it is, not where it lies: runs on machines that share --out agree
+        config["calibration"] = {k: v for k, v in calibration.describe().items() if k != "file"}
+    elif calibration_note:
+        config["calibration"] = {"note": calibration_note}
     if "device" in config:  # its kind: the ranks of one run use cuda:0, cuda:1, ... (said in the records)
         config["device"] = problem.device.type
     digest = config_hash(config)

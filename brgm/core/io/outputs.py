@@ -80,14 +80,15 @@ def posterior_outputs(
     intensity = meta.intensity or AS_STORED
     # a standard deviation has the window's scale but no offset (and no inversion)
     spread = attrs.evolve(intensity, low=0.0, high=intensity.span, invert=False, clip=False)
+    spread_meta = attrs.evolve(meta, intensity=spread)
     files = []
     if ext != ".npy":  # an .npy input's format is the array itself, written below
         files += [
             io.save(out / f"{name}_mean{ext}", mean, meta),
-            io.save(out / f"{name}_std{ext}", std, attrs.evolve(meta, intensity=spread)),
+            io.save(out / f"{name}_std{ext}", std, spread_meta),
         ]
         if calibration is not None:
-            files.append(io.save(out / f"{name}_std_raw{ext}", raw, attrs.evolve(meta, intensity=spread)))
+            files.append(io.save(out / f"{name}_std_raw{ext}", raw, spread_meta))
     files += [
         _save_array(out / f"{name}_mean.npy", intensity.from_unit(mean.numpy())),
         _save_array(out / f"{name}_std.npy", spread.from_unit(std.numpy())),
