@@ -15,7 +15,7 @@ from PIL import Image
 
 import brgm
 from brgm.core import io
-from brgm.core.diagnostics import coverage, ranks, sparsification_error, spearman
+from brgm.core.diagnostics import coverage, expected_spearman, ranks, sparsification_error, spearman
 from brgm.core.io.outputs import write_outputs
 from tests.test_outputs import png_size, smooth_images
 
@@ -123,6 +123,35 @@ def test_ranks_average_ties_and_spearman_is_one_for_monotone_maps(values: list[i
         assert spearman(x, -x) == pytest.approx(-1.0)
 
 
+def test_expected_spearman_is_what_a_truth_drawn_from_the_posterior_scores() -> None:
+    gen = torch.Generator().manual_seed(0)
+    flat = torch.randn(16, 4000, generator=gen, dtype=torch.float64)  # one std everywhere: no ranking to find
+    assert abs(expected_spearman(flat)) < 0.05
+    scale = torch.logspace(-2, 1, 4000, dtype=torch.float64)
+    varied = scale * torch.randn(16, 4000, generator=gen, dtype=torch.float64)
+    # a truth drawn from that posterior, scored against the draws' mean and std, ranks as the std does
+    truth = scale * torch.randn(4000, generator=gen, dtype=torch.float64)
+    scored = spearman(varied.std(dim=0), (varied.mean(dim=0) - truth).abs())
+    assert expected_spearman(varied) == pytest.approx(scored, abs=0.05)
+    assert expected_spearman(varied) > 0.5
+    three = varied[:3]  # each draw against the other two, by hand: std |a − b|/√2, mean (a + b)/2
+    by_hand = [
+        spearman((three[i] - three[j]).abs(), (three[k] - (three[i] + three[j]) / 2).abs())
+        for k, i, j in ((0, 1, 2), (1, 0, 2), (2, 0, 1))
+    ]
+    assert expected_spearman(three) == pytest.approx(sum(by_hand) / 3, abs=1e-12)
+    with pytest.raises(ValueError, match="S >= 3"):
+        expected_spearman(varied[:2])
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(0.01, 100), st.floats(-10, 10), st.integers(0, 2**16))
+def test_expected_spearman_is_invariant_to_the_intensity_scale(a: float, b: float, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.rand(300, generator=gen, dtype=torch.float64) * torch.randn(6, 300, generator=gen)
+    assert expected_spearman(a * draws + b) == pytest.approx(expected_spearman(draws), abs=1e-9)
+
+
 def test_coverage_of_exact_gaussian_errors_and_sparsification() -> None:
     gen = torch.Generator().manual_seed(0)
     std = torch.rand(200_000, generator=gen, dtype=torch.float64) + 0.1
@@ -166,4 +195,6 @@ def test_the_command_line_writes_a_samplers_files_and_metrics(tmp_path) -> None:
     assert np.load(out / "s_samples.npy").shape == (4, 1, 8, 8)
     metrics = json.loads((out / "metrics.json").read_text())["s"]
     assert {"foreground", "all", "rhat", "ess", "mean_std", "collapsed"} <= set(metrics["uncertainty"])
-    assert {"coverage90", "coverage50", "spearman", "pixels"} <= set(metrics["uncertainty"]["foreground"])
+    assert {"coverage90", "coverage50", "spearman", "spearman_expected", "pixels"} <= set(
+        metrics["uncertainty"]["foreground"]
+    )

@@ -115,6 +115,22 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((ra * rb).sum() / (ra.square().sum() * rb.square().sum()).sqrt())
 
 
+def expected_spearman(draws: torch.Tensor) -> float:
+    """``[S, n]`` (``S ≥ 3`` posterior draws of ``n`` entries) -> the Spearman(std, |mean − truth|) a truth drawn
+    from this very posterior would score: the mean over ``k`` of Spearman(std, |draw k − mean|) of the other
+    ``S − 1`` draws (NaN where those are constant). It bounds what the rank correlation can say about these draws:
+    where the std hardly varies over the entries it is near 0 however right the posterior is, so a low
+    Spearman there is no evidence against the std."""
+    if draws.ndim != 2 or draws.shape[0] < 3:
+        raise ValueError(f"expected_spearman needs [S >= 3, n] draws, got {tuple(draws.shape)}")
+    draws = draws.double()
+    rhos = []
+    for k in range(draws.shape[0]):
+        rest = torch.cat([draws[:k], draws[k + 1 :]])
+        rhos.append(spearman(rest.std(dim=0), (draws[k] - rest.mean(dim=0)).abs()))
+    return float(torch.tensor(rhos, dtype=torch.float64).mean())
+
+
 def coverage(mean: torch.Tensor, std: torch.Tensor, truth: torch.Tensor, level: float) -> float:
     """The fraction of entries of ``truth`` inside the central ``level`` Gaussian interval
     ``mean ± Φ⁻¹((1 + level)/2)·std`` (``std`` of 0: a point, covering only an exact ``mean``)."""
@@ -162,11 +178,14 @@ def calibration_metrics(
     truth: torch.Tensor,
     mask: torch.Tensor | None = None,
     factors: Mapping[str, float] | None = None,
+    samples: torch.Tensor | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """How honest a posterior std is against the truth, ``{"foreground": {...}, "all": {...}}``: per region, the
     coverage of the central 90 % and 50 % Gaussian intervals (``coverage90``, ``coverage50``; each with the std
     times ``factors["90"]``, ``factors["50"]`` when given), Spearman(std, |mean − truth|) (None where either is
-    constant) and the region's share of the pixels. The foreground is ``mask`` or, by default,
+    constant), with the posterior's draws ``samples [S, *truth.shape]`` (``S ≥ 3``) the Spearman a truth drawn
+    from them would score (``spearman_expected``, :func:`expected_spearman`), and the region's share of the
+    pixels. The foreground is ``mask`` or, by default,
     :func:`foreground` of the truth: the background, where error and std are both 0, would otherwise lift the
     figures of every map."""
     regions = {
@@ -184,5 +203,8 @@ def calibration_metrics(
                 row[f"coverage{level_name(level)}"] = coverage(m, k * s, t, level)
             rho = spearman(s, error[region])
             row["spearman"] = None if rho != rho else rho
+            if samples is not None and samples.shape[0] >= 3:
+                expected = expected_spearman(samples[:, region])
+                row["spearman_expected"] = None if expected != expected else expected
         metrics[name] = row
     return metrics

@@ -69,7 +69,8 @@ def posterior_outputs(
     """A sampler's files for item ``index`` (see :func:`write_outputs`) and its ``"uncertainty"`` metrics: the
     mean and largest std (intensities in [0, 1]; the calibrated std when there is a ``calibration``), the number
     of samples; when the truth is known, the coverage of the central 90 % and 50 % Gaussian intervals
-    ``mean ± z·std`` and Spearman(std, |mean − truth|) of the raw std over the foreground and over all pixels
+    ``mean ± z·std``, Spearman(std, |mean − truth|) of the raw std and the Spearman a truth drawn from the
+    posterior would score (``spearman_expected``) over the foreground and over all pixels
     (:func:`~brgm.core.diagnostics.calibration_metrics`), and the same with each level's factor under
     ``"calibrated"``; ``"calibration"`` (its factors and file, or None); the sampler's diagnostics (``rhat``,
     ``ess``, the final ``elbo``) when its history has them (None for NaN), and ``collapsed`` (the draws were all
@@ -103,7 +104,7 @@ def posterior_outputs(
         "calibration": None if calibration is None else calibration.describe(),
     }
     if truth is not None:
-        uncertainty |= calibration_metrics(mean, raw, truth)
+        uncertainty |= calibration_metrics(mean, raw, truth, samples=samples)
         if calibration is not None:
             uncertainty["calibrated"] = calibration_metrics(mean, raw, truth, factors=calibration.factors)
     for key in ("rhat", "ess", "elbo"):
