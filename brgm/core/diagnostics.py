@@ -123,11 +123,14 @@ def expected_spearman(draws: torch.Tensor) -> float:
     Spearman there is no evidence against the std."""
     if draws.ndim != 2 or draws.shape[0] < 3:
         raise ValueError(f"expected_spearman needs [S >= 3, n] draws, got {tuple(draws.shape)}")
-    draws = draws.double()
+    s = draws.shape[0]
+    centred = draws.double() - draws.double().mean(dim=0)  # leave-one-out moments from sums, no S copies
+    total, squares = centred.sum(dim=0), centred.square().sum(dim=0)
     rhos = []
-    for k in range(draws.shape[0]):
-        rest = torch.cat([draws[:k], draws[k + 1 :]])
-        rhos.append(spearman(rest.std(dim=0), (draws[k] - rest.mean(dim=0)).abs()))
+    for draw in centred:
+        mean = (total - draw) / (s - 1)
+        variance = ((squares - draw.square() - (s - 1) * mean.square()) / (s - 2)).clamp_min(0)
+        rhos.append(spearman(variance.sqrt(), (draw - mean).abs()))
     return float(torch.tensor(rhos, dtype=torch.float64).mean())
 
 
